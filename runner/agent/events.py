@@ -1,0 +1,143 @@
+"""Typed events of a run. The agent loop yields them; the trajectory, console and guards consume them.
+
+Each event becomes one line of trajectory.jsonl: `{"type": <kind>, "t": <seconds since start>, ...}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+from runner.models.base import Usage
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.kind}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = value.as_dict() if isinstance(value, Usage) else _plain(value)
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__dataclass_fields__"):
+        return asdict(value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    run_id: str
+    task: str
+    model: str
+    base_commit: str
+    sandbox: str
+    limits: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Note(Event):
+    """Something the runner did or saw that is not a turn: setup, warnings, phases."""
+
+    kind: ClassVar[str] = "note"
+    message: str
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class ModelTurn(Event):
+    kind: ClassVar[str] = "model_turn"
+    turn: int
+    model: str
+    stop_reason: str
+    text: str
+    tool_uses: list[dict[str, Any]]
+    usage: Usage
+    cost_usd: float | None
+    """Cost of the whole run so far (None when a price is unknown)."""
+    duration_s: float
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class ModelError(Event):
+    kind: ClassVar[str] = "model_error"
+    turn: int
+    error: str
+    consecutive: int
+
+
+@dataclass(frozen=True)
+class PolicyDecision(Event):
+    kind: ClassVar[str] = "policy"
+    tool_use_id: str
+    tool: str
+    allowed: bool
+    rule: str | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ToolCallStarted(Event):
+    kind: ClassVar[str] = "tool_call"
+    turn: int
+    tool_use_id: str
+    tool: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCallFinished(Event):
+    kind: ClassVar[str] = "tool_result"
+    turn: int
+    tool_use_id: str
+    tool: str
+    is_error: bool
+    output: str
+    duration_s: float
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class LimitReached(Event):
+    kind: ClassVar[str] = "limit"
+    limit: str
+    value: Any
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunError(Event):
+    kind: ClassVar[str] = "error"
+    error_kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyFinished(Event):
+    kind: ClassVar[str] = "verify"
+    name: str
+    passed: bool
+    exit_code: int | None
+    duration_s: float
+    output_tail: str = ""
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    status: str
+    reason: str
+    exit_code: int
+    turns: int
+    tool_calls: int
+    cost_usd: float | None
+    duration_s: float
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,98 @@
+"""What a run produced, as typed values: the single source for result.json and every report."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from runner.errors import Status
+from runner.models.base import Usage
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    name: str
+    passed: bool
+    exit_code: int | None
+    """None when the check was killed at its timeout or could not run."""
+    output: str = ""
+    """The check's output, already capped (head and tail)."""
+    duration_s: float = 0.0
+    timed_out: bool = False
+    junit_xml: str | None = None
+    """What the check wrote to $ASTRA_JUNIT, if anything."""
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    insertions: int
+    deletions: int
+    binary: bool = False
+
+
+@dataclass(frozen=True)
+class PatchStats:
+    files_changed: int = 0
+    insertions: int = 0
+    deletions: int = 0
+    files: tuple[FileChange, ...] = ()
+
+
+@dataclass(frozen=True)
+class PermissionDenial:
+    tool: str
+    input: dict[str, Any]
+    rule: str | None
+    """The deny rule that matched; None when the policy default denied it."""
+
+
+@dataclass
+class RunResult:
+    """Everything known about a run when it ends (or so far, when it was stopped early)."""
+
+    run_id: str
+    task: str
+    model: str
+    status: Status = "error"
+    reason: str = ""
+    exit_code: int = 4
+    turns: int = 0
+    tool_calls: int = 0
+    duration_s: float = 0.0
+    started_at: str = ""
+    verify: list[VerifyResult] = field(default_factory=list)
+    patch: PatchStats = field(default_factory=PatchStats)
+    permission_denials: list[PermissionDenial] = field(default_factory=list)
+    usage: dict[str, Usage] = field(default_factory=dict)
+    """Token usage per model name, summed over the run."""
+    cost_usd: float | None = 0.0
+    """None when some model's price is unknown."""
+    base_commit: str | None = None
+    error_kind: str | None = None
+    """For status error: which lane (sandbox, model_api, git, mcp, internal)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """result.json (SPEC §4)."""
+        return {
+            "status": self.status,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
+            "run_id": self.run_id,
+            "task": self.task,
+            "model": self.model,
+            "turns": self.turns,
+            "tool_calls": self.tool_calls,
+            "duration_s": round(self.duration_s, 3),
+            "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "verify": [{"name": v.name, "passed": v.passed, "exit_code": v.exit_code} for v in self.verify],
+            "patch": {
+                "files_changed": self.patch.files_changed,
+                "insertions": self.patch.insertions,
+                "deletions": self.patch.deletions,
+            },
+            "permission_denials": [asdict(d) for d in self.permission_denials],
+            "started_at": self.started_at,
+            "base_commit": self.base_commit,
+            "usage": {m: u.as_dict() for m, u in self.usage.items()},
+        }

@@ -1,0 +1,265 @@
+"""The sandbox interface every backend implements, and the client of the in-sandbox helper.
+
+A backend decides *where* the helper runs (a host subprocess for `local`, `docker exec -i` for
+`docker`) and how the sandbox is born and dies. Everything a tool does is one request to that
+helper, so the tools, path checks and output caps are written once (`helper.py`) and behave the
+same in every backend - which is what the conformance suite checks.
+
+Two lanes of failure (DESIGN.md): `ToolFailure` is a tool-level problem the model is told about
+(file not found, bad path, ambiguous edit); `SandboxError` means the sandbox itself is broken and
+ends the run with exit 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import SandboxError
+
+HELPER_PATH = Path(__file__).with_name("helper.py")
+WORKSPACE = "/workspace"
+"""The workspace root as the model sees it, in every backend."""
+DEFAULT_OUTPUT_LIMIT = 30_000
+"""Bytes of command output kept (head and tail halves) before the model sees it."""
+_HELPER_REPLY_GRACE_S = 15.0
+"""How long past a command's own deadline the helper may take to answer before it is declared dead."""
+
+
+class ToolFailure(Exception):
+    """A tool call failed in a way the model should hear about (and may fix)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The outcome of one command run in the sandbox."""
+
+    exit_code: int | None
+    """None when the command was killed at its timeout."""
+    output: str
+    """stdout and stderr interleaved, decoded leniently, capped with head and tail kept."""
+    timed_out: bool = False
+    truncated: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What a backend needs to know about the run, independent of the backend."""
+
+    run_id: str
+    worktree: Path
+    """The host directory mounted (docker) or used (local) as the workspace."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment for commands (sandbox.env, already expanded)."""
+    setup: Sequence[str] = ()
+    setup_timeout_s: float = 600.0
+    deadline_s: float = 1800.0
+    """Wall clock of the whole run: the sandbox must not outlive it by much."""
+    image: str = "astra-sandbox:latest"
+    network: str = "none"
+    cpus: float = 2.0
+    memory: str = "4g"
+    pids: int = 512
+    git_dir: Path | None = None
+    """The trusted git dir (docker mounts its objects read-only so git works inside)."""
+    base_commit: str | None = None
+
+
+class HelperClient:
+    """Talks JSON lines to one helper process; many requests may be in flight at once."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self._proc = proc
+        self._name = name
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader = asyncio.create_task(self._read_loop())
+        self._stderr_tail = b""
+        self._dead: str | None = None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    async def _read_loop(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            while True:
+                line = await self._proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                fut = self._pending.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+        finally:
+            if self._proc.stderr is not None:
+                with contextlib.suppress(Exception):
+                    self._stderr_tail = (await asyncio.wait_for(self._proc.stderr.read(), 1.0))[-2000:]
+            self._dead = f"the sandbox helper ({self._name}) stopped"
+            if self._stderr_tail:
+                self._dead += ": " + self._stderr_tail.decode("utf-8", "replace").strip()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(SandboxError(self._dead))
+            self._pending.clear()
+
+    async def request(self, op: str, *, timeout: float, **args: Any) -> dict[str, Any]:
+        """Send one request and wait for its answer.
+
+        `timeout` bounds the wait for the answer (for exec, the command's own deadline plus a
+        grace). A cancelled wait (wall clock, SIGTERM) asks the helper to kill the command.
+        """
+        if self._dead:
+            raise SandboxError(self._dead)
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = fut
+        try:
+            await self._send({"id": rid, "op": op, **args})
+            msg = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send({"id": next(self._ids), "op": "cancel", "target": rid}), 2)
+            raise
+        except TimeoutError:
+            raise SandboxError(f"the sandbox helper did not answer a {op} request within {timeout:.0f}s") from None
+        finally:
+            self._pending.pop(rid, None)
+        if not msg.get("ok"):
+            raise ToolFailure(str(msg.get("error") or "unknown error"))
+        result = msg.get("result")
+        return result if isinstance(result, dict) else {}
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            await self._proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise SandboxError(self._dead or f"the sandbox helper ({self._name}) is gone: {exc}") from None
+
+    async def close(self) -> None:
+        """Close stdin (the helper kills what still runs and exits), then make sure it is gone."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                self._proc.stdin.close()
+        try:
+            await asyncio.wait_for(self._proc.wait(), 3)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+            await self._proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
+
+
+class Sandbox(ABC):
+    """Where the model's tools run. Use as `async with backend(config) as sandbox:`."""
+
+    workspace = WORKSPACE
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self._helper: HelperClient | None = None
+
+    # -- lifecycle: what a backend implements
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Create the sandbox, run setup (as root, network on), cut the network, start the helper."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop everything the sandbox started. Safe to call twice and after a failed start."""
+
+    @abstractmethod
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
+        """Start a long-lived process in the sandbox with stdin/stdout piped (MCP stdio servers)."""
+
+    async def __aenter__(self) -> Sandbox:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- what tools use: every call is one helper request
+
+    @property
+    def helper(self) -> HelperClient:
+        if self._helper is None:
+            raise SandboxError("the sandbox is not started")
+        return self._helper
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ExecResult:
+        """Run `bash -c command` at the workspace root in a new process group, stdin closed.
+
+        On timeout the whole process group is killed; `exit_code` is then None.
+        """
+        r = await self.helper.request(
+            "exec",
+            timeout=timeout + _HELPER_REPLY_GRACE_S,
+            command=command,
+            timeout_s=timeout,
+            limit=output_limit,
+            env=dict(env or {}),
+        )
+        return ExecResult(
+            exit_code=r.get("exit_code"),
+            output=str(r.get("output", "")),
+            timed_out=bool(r.get("timed_out")),
+            truncated=bool(r.get("truncated")),
+            duration_s=float(r.get("duration_s", 0.0)),
+        )
+
+    async def file_op(self, op: str, **args: Any) -> dict[str, Any]:
+        """read, write, edit, ls, glob, grep, stat - see helper.py for each op's arguments."""
+        return await self.helper.request(op, timeout=120.0, **args)
+
+    async def _start_helper(self, argv: Sequence[str], env: Mapping[str, str] | None) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=dict(env) if env is not None else None,
+                limit=64 * 1024 * 1024,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start the sandbox helper: {exc}") from None
+        self._helper = HelperClient(proc, type(self).__name__)
+        try:
+            info = await self._helper.request("ping", timeout=30.0)
+        except ToolFailure as exc:
+            raise SandboxError(f"the sandbox helper failed to start: {exc}") from None
+        self.helper_info = info

@@ -1,0 +1,73 @@
+"""The `local` backend: tools run as plain host processes in the worktree.
+
+For development on a machine without Docker. It is *not* a security boundary: a command can
+read anything the user can. The helper still confines the file tools to the worktree, strips
+the host environment down to a few harmless variables, and kills each command's process group
+on timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from runner.errors import SandboxError
+from runner.sandbox.base import HELPER_PATH, Sandbox
+
+LOCAL_WARNING = (
+    "warning: --sandbox local runs the model's commands directly on this machine, "
+    "with your user's rights and network; use it only for development"
+)
+_PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment for sandboxed commands: no host secrets leak in by default."""
+    env = {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update({"HOME": os.environ.get("HOME", "/tmp"), "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
+                "PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0"})
+    env.update(extra)
+    return env
+
+
+class LocalSandbox(Sandbox):
+    async def start(self) -> None:
+        root = self.config.worktree
+        if not root.is_dir():
+            raise SandboxError(f"the worktree {root} does not exist")
+        env = base_env(self.config.env)
+        env["ASTRA_WORKSPACE"] = str(root)
+        for command in self.config.setup:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/bash", "-c", command, cwd=root, env=env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), self.config.setup_timeout_s)
+            except TimeoutError:
+                os.killpg(proc.pid, 9)
+                raise SandboxError(f"setup command timed out: {command}") from None
+            if proc.returncode != 0:
+                tail = out.decode("utf-8", "replace")[-2000:]
+                raise SandboxError(f"setup command failed (exit {proc.returncode}): {command}\n{tail}")
+        await self._start_helper(
+            [sys.executable, "-I", str(HELPER_PATH), "--root", str(root), "--virtual", self.workspace], env
+        )
+
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
+        full_env = base_env(self.config.env)
+        full_env.update(env or {})
+        return await asyncio.create_subprocess_exec(
+            *argv, cwd=self.config.worktree, env=full_env,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    async def close(self) -> None:
+        if self._helper is not None:
+            await self._helper.close()
+            self._helper = None
