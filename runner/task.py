@@ -210,6 +210,14 @@ def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> tuple[int, b
     return line, True
 
 
+def _parse_loc(loc: str) -> list[int | str]:
+    """`policy.allow[2]` -> ["policy", "allow", 2]."""
+    parts: list[int | str] = []
+    for piece in re.findall(r"[^.\[\]]+|\[\d+\]", loc):
+        parts.append(int(piece[1:-1]) if piece.startswith("[") else piece)
+    return parts
+
+
 def _describe(err: Mapping[str, Any]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
@@ -319,6 +327,11 @@ def build_task(
         if not repo_path.is_dir():
             raise ConfigError(f"{where('repo')}: {repo_path} does not exist or is not a directory")
         repo = str(repo_path)
+    from runner.policy import check_rules  # late import: policy imports this module
+
+    if spec.policy is not None and (problems := check_rules(spec.policy)):
+        raise ConfigError("\n".join(f"{source}:{_node_line(root, _parse_loc(loc))[0]}: {loc}: {msg}"
+                                     for loc, msg in problems))
     for name, server in spec.mcp_servers.items():
         if server.url is not None and server.where == "sandbox":
             raise ConfigError(f"{where('mcp_servers', name, 'where')}: HTTP servers are reached from the host")

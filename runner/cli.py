@@ -1,0 +1,196 @@
+"""Command-line parsing only (SPEC §1); every command's work lives in its own module.
+
+Exit codes: 0 success, 1 failed, 2 usage/configuration, 3 limit, 4 infrastructure,
+130/143 interrupted. A configuration error prints `FILE:LINE: field: problem` and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runner import __version__
+from runner.errors import AstraError, ConfigError
+
+if TYPE_CHECKING:
+    from runner.run import Interrupt
+    from runner.settings import Flags, Settings
+    from runner.task import LoadedTask
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-run", description="Run an AI coding agent headlessly, safely.")
+    p.add_argument("--version", action="version", version=f"astra-run {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run one task (a task file, or --repo and --prompt)")
+    run.add_argument("task", nargs="?", help="the task file (YAML)")
+    run.add_argument("--repo", help="a local path or git URL (a task without a file)")
+    run.add_argument("--prompt", help="what the agent should do (a task without a file)")
+    run.add_argument("--out", help="output directory (default: the task's outputs.dir, astra-out)")
+    run.add_argument("--model", help="model id, or scripted:PATH")
+    run.add_argument("--sandbox", choices=["docker", "local"], help="sandbox backend (default docker)")
+    run.add_argument("--keep", action="store_true", help="keep the worktree after the run")
+    verbosity = run.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="also print the model's text")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
+
+    val = sub.add_parser("validate", help="parse and check a task file; exit 0 or 2")
+    val.add_argument("task")
+
+    sub.add_parser("cleanup", help="remove leftover sandboxes and worktrees of dead runs")
+
+    batch = sub.add_parser("batch", help="run the tasks of a batch manifest")
+    batch.add_argument("manifest")
+    batch.add_argument("--out", default="astra-out")
+    batch.add_argument("-j", "--jobs", type=int, default=1)
+    batch.add_argument("--shard", help="I/N: run only this deterministic share of the tasks")
+    batch.add_argument("--resume", action="store_true", help="skip tasks whose result.json is final")
+    batch.add_argument("--max-cost-usd", type=float, help="no new task starts once the batch spent this")
+    batch.add_argument("--fail-fast", action="store_true", help="stop starting tasks after the first failure")
+
+    merge = sub.add_parser("merge", help="combine the outputs of batch shards")
+    merge.add_argument("dirs", nargs="+")
+    merge.add_argument("--out", required=True)
+
+    gh = sub.add_parser("github", help="run inside a GitHub Actions job")
+    gh.add_argument("--publish", choices=["none", "comment", "branch", "pr"], default="comment")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        if args.command == "cleanup":
+            return cmd_cleanup()
+        if args.command == "batch":
+            from runner.batch import cmd_batch
+
+            return cmd_batch(args)
+        if args.command == "merge":
+            from runner.batch import cmd_merge
+
+            return cmd_merge(args)
+        if args.command == "github":
+            from runner.github import cmd_github
+
+            return cmd_github(args)
+    except ConfigError as exc:
+        print(f"astra-run: {exc}", file=sys.stderr)
+        return 2
+    except AstraError as exc:
+        print(f"astra-run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+def load_for_run(args: argparse.Namespace) -> tuple[LoadedTask, Settings, Flags]:
+    from runner.settings import Flags, apply_overrides, load_settings
+    from runner.task import build_task, load_task
+
+    settings = load_settings()
+    if args.task and (args.repo or args.prompt):
+        raise ConfigError("give a task file, or --repo and --prompt, not both")
+    if args.task:
+        task = load_task(args.task)
+    elif args.repo and args.prompt:
+        task = build_task({"name": "adhoc", "repo": args.repo, "prompt": args.prompt})
+    else:
+        raise ConfigError("give a task file, or both --repo and --prompt")
+    flags = Flags(out=args.out, model=args.model, sandbox=args.sandbox, keep=args.keep)
+    return apply_overrides(task, settings, flags), settings, flags
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.reports.console import Console
+
+    task, settings, flags = load_for_run(args)
+    console = Console(sys.stdout, verbosity=-1 if args.quiet else (1 if args.verbose else 0))
+    return asyncio.run(_run_with_signals(task, settings, flags.keep, console))
+
+
+async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, console: object) -> int:
+    from runner.run import Interrupt, run_task
+
+    interrupt = Interrupt()
+    install_signal_handlers(interrupt)
+    result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt)  # type: ignore[arg-type]
+    return result.exit_code
+
+
+def install_signal_handlers(interrupt: Interrupt) -> None:
+    """SIGINT/SIGTERM: remember which, cancel the current task; the run writes its outputs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if interrupt.signum is None and task is not None:
+            interrupt.signum = signum
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+# ------------------------------------------------------------------------------- validate
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from runner.models.scripted import PREFIX, resolve_script
+    from runner.policy import Policy
+    from runner.settings import Flags, apply_overrides, load_settings
+    from runner.task import load_task
+
+    task = apply_overrides(load_task(args.task), load_settings(), Flags())
+    spec = task.spec
+    if spec.model and spec.model.startswith(PREFIX):
+        resolve_script(spec.model, task.base_dir)
+    print(f"{args.task}: valid task {spec.name!r}")
+    print(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else ""))
+    print(f"  model:   {spec.model}")
+    print(f"  sandbox: {spec.sandbox.backend} ({spec.sandbox.image}, network {spec.sandbox.network} "
+          "in the agent phase)")
+    lim = spec.limits
+    print(f"  limits:  {lim.max_turns} turns, ${lim.max_cost_usd:g}, {lim.timeout:g}s wall clock, "
+          f"{lim.tool_timeout:g}s per tool call, breaker at {lim.circuit_breaker}")
+    print(f"  verify:  {', '.join(v.name for v in spec.verify) or '(none)'}")
+    print(f"  outputs: {spec.outputs.dir}")
+    print("effective policy" + (" (the default: the task sets none)" if spec.policy is None else "") + ":")
+    for line in Policy.from_spec(spec.policy).describe().splitlines():
+        print("  " + line)
+    return 0
+
+
+# -------------------------------------------------------------------------------- cleanup
+
+
+def cmd_cleanup() -> int:
+    from runner.settings import load_settings
+    from runner.workspace import cleanup_dead_runs
+
+    settings = load_settings()
+    runs = cleanup_dead_runs(settings.cache)
+    containers: list[str] = []
+    try:
+        from runner.sandbox.docker import reap_leftovers
+
+        containers = reap_leftovers()
+    except AstraError as exc:
+        print(f"astra-run: docker: {exc} (containers not checked)", file=sys.stderr)
+    print(f"removed {len(containers)} leftover sandbox container(s) and {len(runs)} worktree(s) of dead runs")
+    for name in [*containers, *runs]:
+        print(f"  {name}")
+    return 0

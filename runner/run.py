@@ -1,0 +1,365 @@
+"""One run, start to finish, as a readable sequence (DESIGN.md "The flow of one run").
+
+    workspace (worktree at the base commit)
+    -> sandbox (setup as root with network, then network cut)
+    -> agent loop (policy, limits, breaker)          \\ all inside the run's wall clock
+    -> patch (the agent's work, before verify touches anything)
+    -> verify checks in the sandbox                  /
+    -> reports (always: result.json, patch.diff, junit.xml, cost.json, summary.md, trajectory.jsonl)
+    -> cleanup (container removed, worktree removed unless --keep)
+
+Whatever stops the run - a limit, an infrastructure failure, a signal - the work done so far is
+kept: the patch and every report are written in `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.agent.events import Event, LimitReached, Note, RunError, RunFinished, RunStarted, VerifyFinished
+from runner.agent.guards import Guards
+from runner.agent.loop import Agent, AgentState
+from runner.agent.prompt import build_system_prompt, build_task_message
+from runner.errors import AstraError, InfraError, Interrupted, LimitExceeded, ModelAPIError, SandboxError
+from runner.models.base import Model
+from runner.models.pricing import PriceTable, load_prices
+from runner.policy import Policy
+from runner.redact import Redactor, expand_host_vars
+from runner.reports.console import Console
+from runner.reports.files import write_reports
+from runner.reports.trajectory import TrajectoryWriter
+from runner.result import RunResult, VerifyResult
+from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
+from runner.settings import Settings
+from runner.task import LoadedTask
+from runner.tools import ToolContext, ToolRegistry
+from runner.workspace import GitError, Workspace
+
+EmitFn = Callable[[Event], None]
+JUNIT_LIMIT = 8 * 1024 * 1024
+VERIFY_OUTPUT_LIMIT = 30_000
+
+
+@dataclass
+class Interrupt:
+    """Set by the signal handler before it cancels the run's task (so cancellation means 'interrupted')."""
+
+    signum: int | None = None
+
+
+@dataclass
+class RunContext:
+    """Everything one run holds while it goes; cleaned up in `finally`."""
+
+    task: LoadedTask
+    settings: Settings
+    run_id: str
+    out_dir: Path
+    run_dir: Path
+    redactor: Redactor
+    prices: PriceTable
+    result: RunResult
+    workspace: Workspace | None = None
+    sandbox: Sandbox | None = None
+    model: Model | None = None
+    agent: Agent | None = None
+    patch_written: bool = False
+    verify_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def new_run_id(task_name: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{task_name}-{stamp}-{secrets.token_hex(3)}"
+
+
+def make_model(name: str, base_dir: Path) -> Model:
+    from runner.models.scripted import PREFIX, ScriptedModel, resolve_script
+
+    if name.startswith(PREFIX):
+        return ScriptedModel(resolve_script(name, base_dir))
+    from runner.models.anthropic import AnthropicModel
+
+    return AnthropicModel(name)
+
+
+async def run_task(
+    task: LoadedTask,
+    settings: Settings,
+    *,
+    keep: bool = False,
+    console: Console | None = None,
+    interrupt: Interrupt | None = None,
+) -> RunResult:
+    """Run one task and write all its outputs. Never raises for run outcomes: they are in the result."""
+    spec = task.spec
+    interrupt = interrupt or Interrupt()
+    run_id = new_run_id(spec.name)
+    out_dir = Path(spec.outputs.dir).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    result = RunResult(
+        run_id=run_id, task=spec.name, model=spec.model or "",
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    redactor = Redactor()
+    ctx = RunContext(
+        task=task, settings=settings, run_id=run_id, out_dir=out_dir,
+        run_dir=settings.cache / "runs" / run_id, redactor=redactor,
+        prices=load_prices(settings.prices_file), result=result,
+    )
+    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
+
+        def emit(event: Event) -> None:
+            trajectory.write(event)
+            if console is not None:
+                console.on_event(event)
+
+        outcome: AstraError | None = None
+        try:
+            await _phases(ctx, emit)
+        except LimitExceeded as exc:
+            outcome = exc
+            emit(LimitReached(_limit_name(str(exc)), _limit_value(ctx, str(exc)), str(exc)))
+        except asyncio.CancelledError:
+            if interrupt.signum is None:
+                raise
+            task_ = asyncio.current_task()
+            if task_ is not None:
+                task_.uncancel()
+            outcome = Interrupted(interrupt.signum)
+        except InfraError as exc:
+            outcome = exc
+            emit(RunError(_error_kind(exc), str(exc)))
+        except Exception as exc:  # a bug of ours: still write everything, say so, exit 4
+            outcome = InfraError(f"internal error: {type(exc).__name__}: {exc}")
+            emit(RunError("internal", str(outcome)))
+        finally:
+            await asyncio.shield(_finish(ctx, outcome, emit, keep, started))
+    if console is not None:
+        console.finish(result)
+    return result
+
+
+async def _phases(ctx: RunContext, emit: EmitFn) -> None:
+    spec = ctx.task.spec
+    limits = spec.limits
+    try:
+        async with asyncio.timeout(limits.timeout):
+            await _start(ctx, emit)
+            assert ctx.agent is not None
+            agent_stop: LimitExceeded | None = None
+            try:
+                async for event in ctx.agent.run():
+                    emit(event)
+            except LimitExceeded as exc:
+                agent_stop = exc
+            await _write_patch(ctx)
+            await _verify(ctx, emit)
+            if agent_stop is not None:
+                raise agent_stop
+    except TimeoutError:
+        raise LimitExceeded(f"timeout reached: the run's wall clock limit is {limits.timeout:g}s") from None
+
+
+async def _start(ctx: RunContext, emit: EmitFn) -> None:
+    task, spec, settings = ctx.task, ctx.task.spec, ctx.settings
+    env, host_values = expand_host_vars(dict(spec.sandbox.env), "sandbox.env")
+    ctx.redactor.add(host_values)
+    ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, settings.cache)
+    ctx.result.base_commit = ctx.workspace.base_commit
+    emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
+                    spec.limits.model_dump()))
+    if spec.sandbox.backend == "local":
+        from runner.sandbox.local import LOCAL_WARNING
+
+        emit(Note(LOCAL_WARNING, level="warning"))
+    ctx.model = make_model(spec.model or "", task.base_dir)
+    ctx.sandbox = make_sandbox(
+        spec.sandbox.backend,
+        SandboxConfig(
+            run_id=ctx.run_id, worktree=ctx.workspace.path, env=env, setup=tuple(spec.sandbox.setup),
+            deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
+            cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
+            git_dir=ctx.workspace.git_dir, base_commit=ctx.workspace.base_commit,
+        ),
+    )
+    emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
+    await ctx.sandbox.start()
+    tools = ToolRegistry.builtin()
+    instructions = None
+    for name in ("AGENTS.md", "CLAUDE.md"):
+        text = await asyncio.to_thread(ctx.workspace.read_base_file, name)
+        if text is not None:
+            instructions = (name, text)
+            break
+    scripted = (spec.model or "").startswith("scripted:")
+    ctx.agent = Agent(
+        model=ctx.model,
+        tools=tools,
+        policy=Policy.from_spec(spec.policy),
+        tool_context=ToolContext(ctx.sandbox, spec.limits.tool_timeout),
+        guards=Guards(spec.limits.max_turns, spec.limits.max_cost_usd, spec.limits.circuit_breaker),
+        system=build_system_prompt(ctx.workspace.base_commit, instructions, []),
+        task_message=build_task_message(spec.name, task.prompt),
+        cost_of=ctx.prices.total,
+        model_retry_backoff_s=0.0 if scripted else 1.0,
+    )
+
+
+async def _write_patch(ctx: RunContext) -> None:
+    """Write patch.diff from the worktree as it is now. Called once, as soon as the agent stops."""
+    if ctx.patch_written or ctx.workspace is None:
+        return
+    ctx.patch_written = True
+    patch, stats = await asyncio.to_thread(ctx.workspace.diff)
+    ctx.result.patch = stats
+    write_bytes_atomic(ctx.out_dir / "patch.diff", ctx.redactor.known_values_bytes(patch))
+
+
+async def _verify(ctx: RunContext, emit: EmitFn) -> None:
+    """Run the task's checks in the sandbox, each with $ASTRA_JUNIT and its own timeout."""
+    assert ctx.sandbox is not None
+    spec = ctx.task.spec
+    for i, check in enumerate(spec.verify):
+        junit_rel = f".astra/junit-{i}.xml"
+        junit_path = f"{ctx.sandbox.workspace}/{junit_rel}" if spec.sandbox.backend == "docker" else str(
+            (ctx.workspace.path if ctx.workspace else Path(".")) / junit_rel
+        )
+        timeout = check.timeout or spec.limits.tool_timeout
+        await ctx.sandbox.exec("mkdir -p .astra && rm -f " + junit_rel, timeout=30)
+        started = time.monotonic()
+        res = await ctx.sandbox.exec(
+            check.run, timeout=timeout, env={"ASTRA_JUNIT": junit_path}, output_limit=VERIFY_OUTPUT_LIMIT
+        )
+        junit = await ctx.sandbox.exec(
+            f"test -s {junit_rel} && cat {junit_rel}", timeout=30, output_limit=JUNIT_LIMIT
+        )
+        result = VerifyResult(
+            name=check.name, passed=res.ok, exit_code=res.exit_code,
+            output=res.output + (f"\n[timed out after {timeout:g}s]" if res.timed_out else ""),
+            duration_s=round(time.monotonic() - started, 3), timed_out=res.timed_out,
+            junit_xml=junit.output if junit.ok and junit.output.strip() else None,
+        )
+        ctx.result.verify.append(result)
+        emit(VerifyFinished(check.name, result.passed, result.exit_code, result.duration_s, result.output[-2000:]))
+
+
+async def _finish(
+    ctx: RunContext, outcome: AstraError | None, emit: EmitFn, keep: bool, started: float
+) -> None:
+    """Status, patch (if not yet written), reports, cleanup. Runs whatever happened before."""
+    result, state = ctx.result, (ctx.agent.state if ctx.agent else AgentState())
+    try:
+        await _write_patch(ctx)
+    except (InfraError, OSError) as exc:
+        ctx.notes.append(f"the patch could not be computed: {exc}")
+    _set_outcome(ctx, state, outcome)
+    result.turns, result.tool_calls = state.turns, state.tool_calls
+    result.usage, result.cost_usd = dict(state.usage), state.cost_usd
+    result.permission_denials = list(state.denials)
+    result.duration_s = time.monotonic() - started
+    if not ctx.patch_written:
+        write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
+    emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
+                     result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
+    for warning in write_reports(ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices):
+        emit(Note(warning, level="warning"))
+    await _cleanup(ctx, keep, emit)
+
+
+def _set_outcome(ctx: RunContext, state: AgentState, outcome: AstraError | None) -> None:
+    result = ctx.result
+    if isinstance(outcome, Interrupted):
+        result.status, result.exit_code, result.reason = "interrupted", outcome.code, str(outcome)
+    elif outcome is not None:
+        result.status, result.exit_code, result.reason = outcome.status, outcome.exit_code, str(outcome)
+        if isinstance(outcome, InfraError):
+            result.error_kind = _error_kind(outcome)
+    elif not state.finished:
+        result.status, result.exit_code, result.reason = "failed", 1, "the agent ended without finishing"
+    elif failed := [v.name for v in result.verify if not v.passed]:
+        result.status, result.exit_code = "failed", 1
+        result.reason = f"verify failed: {', '.join(failed)}"
+    else:
+        result.status, result.exit_code = "success", 0
+        result.reason = "the agent finished" + (
+            f" and all {len(result.verify)} verify checks passed" if result.verify else " (no verify checks)"
+        )
+    if ctx.notes:
+        result.reason += " (" + "; ".join(ctx.notes) + ")"
+
+
+async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
+    if ctx.sandbox is not None:
+        try:
+            await ctx.sandbox.close()
+        except Exception as exc:
+            emit(Note(f"sandbox cleanup failed: {exc}", level="warning"))
+    if ctx.model is not None:
+        with contextlib.suppress(Exception):
+            await ctx.model.aclose()
+    if ctx.workspace is not None:
+        if keep:
+            emit(Note(f"kept the worktree at {ctx.workspace.path}"))
+        else:
+            await asyncio.to_thread(ctx.workspace.remove)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename: readers never see half a patch."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
+    """A copy of the result with every free-text field redacted (reports are written from it)."""
+    return dataclasses.replace(
+        result,
+        reason=redactor.text(result.reason),
+        verify=[
+            dataclasses.replace(v, output=redactor.text(v.output),
+                                junit_xml=redactor.text(v.junit_xml) if v.junit_xml else None)
+            for v in result.verify
+        ],
+        permission_denials=[
+            dataclasses.replace(d, input=redactor.data(d.input)) for d in result.permission_denials
+        ],
+    )
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, SandboxError):
+        return "sandbox"
+    if isinstance(exc, ModelAPIError):
+        return "model_api"
+    if isinstance(exc, GitError):
+        return "git"
+    return type(exc).__name__.removesuffix("Error").lower() or "internal"
+
+
+def _limit_name(reason: str) -> str:
+    return reason.split(":", 1)[0].split(" reached")[0].strip()
+
+
+def _limit_value(ctx: RunContext, reason: str) -> object:
+    limits = ctx.task.spec.limits
+    name = _limit_name(reason)
+    return {
+        "max_turns": limits.max_turns, "max_cost_usd": limits.max_cost_usd, "timeout": limits.timeout,
+        "circuit breaker": limits.circuit_breaker,
+    }.get(name)
+

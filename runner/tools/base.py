@@ -1,0 +1,74 @@
+"""What a tool is: a typed input model, a description for the model, and an async run().
+
+Tool inputs are pydantic models with unknown keys rejected: the JSON schema the model sees and
+the validation of what it sends come from the same class, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from runner.models.base import ToolSpec
+from runner.sandbox.base import Sandbox, ToolFailure
+
+MODEL_OUTPUT_LIMIT = 30_000
+"""Characters of tool output the model sees; longer output keeps its head and tail."""
+
+
+class ToolInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    sandbox: Sandbox
+    tool_timeout: float
+    """The task's limit for one call; a bash call may ask for less, never more."""
+    output_limit: int = MODEL_OUTPUT_LIMIT
+
+
+def cap_text(text: str, limit: int = MODEL_OUTPUT_LIMIT) -> str:
+    """Keep the head and the tail of `text`, and say in words what was cut."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n[... {cut} characters cut: showing the first and last {half} ...]\n{text[-half:]}"
+
+
+def input_problems(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "input"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+class Tool(ABC):
+    """One tool the model can call. Raise ToolFailure for anything the model should hear about."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Input: ClassVar[type[ToolInput]]
+
+    @property
+    def spec(self) -> ToolSpec:
+        schema = self.Input.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema.get("properties", {}).values():
+            prop.pop("title", None)
+        return ToolSpec(self.name, self.description, schema)
+
+    def parse(self, raw: dict[str, Any]) -> ToolInput:
+        try:
+            return self.Input.model_validate(raw)
+        except ValidationError as exc:
+            raise ToolFailure(f"invalid input for {self.name}: {input_problems(exc)}") from None
+
+    @abstractmethod
+    async def run(self, args: Any, ctx: ToolContext) -> str: ...

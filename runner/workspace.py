@@ -1,0 +1,266 @@
+"""The workspace: a trusted git dir, a worktree at the base commit, and the patch out of it.
+
+Safety rules (DESIGN.md):
+- The user's repository is never changed: the worktree is detached (no branch), its index and
+  HEAD live in the worktree's own admin dir, and it is unregistered at the end unless --keep.
+- Host git never reads configuration the sandbox could have written: it runs with explicit
+  --git-dir/--work-tree, system and global config off, hooks off, fsmonitor off, no external
+  diff or textconv. The sandbox sees the worktree's files only, never the trusted git dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import ConfigError, InfraError
+from runner.result import FileChange, PatchStats
+from runner.task import is_git_url
+
+GIT_TIMEOUT_S = 600.0
+OWNER_FILE = "owner.json"
+_SAFE_CONFIG = (
+    "-c", "core.hooksPath=/dev/null",
+    "-c", "core.fsmonitor=false",
+    "-c", "core.untrackedCache=false",
+    "-c", "diff.external=",
+    "-c", "protocol.file.allow=always",
+    "-c", "advice.detachedHead=false",
+)
+
+
+class GitError(InfraError):
+    """git failed on the host (exit 4)."""
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A clean environment for host git: no system/global config, no prompts, no GIT_* leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ATTR_NOSYSTEM": "1",
+            "LC_ALL": "C",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def git(
+    args: Sequence[str],
+    *,
+    git_dir: Path | None = None,
+    work_tree: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = GIT_TIMEOUT_S,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run host git safely. Output is bytes (patches must not be decoded or stripped)."""
+    cmd = ["git", *_SAFE_CONFIG]
+    if git_dir is not None:
+        cmd.append(f"--git-dir={git_dir}")
+    if work_tree is not None:
+        cmd.append(f"--work-tree={work_tree}")
+    cmd.extend(args)
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, env=git_env(env), timeout=timeout, stdin=subprocess.DEVNULL,
+            cwd=work_tree or git_dir or None,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed on this machine") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from None
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise GitError(f"git {' '.join(args[:2])} failed: {err}")
+    return proc
+
+
+def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
+    return proc.stdout.decode("utf-8", "replace").strip()
+
+
+# ------------------------------------------------------------------------------- sources
+
+
+def mirror_path(cache: Path, url: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", url.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return cache / "mirrors" / f"{name}-{digest}.git"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def trusted_git_dir(repo: str, cache: Path) -> Path:
+    """The git dir the runner trusts: the local repo's common dir, or a cached mirror of a URL."""
+    if is_git_url(repo):
+        mirror = mirror_path(cache, repo)
+        with _locked(mirror.with_suffix(".lock")):
+            if (mirror / "HEAD").exists():
+                git(["fetch", "--prune", "--quiet", "origin", "+refs/*:refs/*"], git_dir=mirror)
+            else:
+                tmp = mirror.with_suffix(".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                git(["clone", "--mirror", "--quiet", repo, str(tmp)])
+                tmp.rename(mirror)
+        return mirror
+    path = Path(repo)
+    found = subprocess.run(
+        ["git", *_SAFE_CONFIG, "-C", str(path), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True, env=git_env(), stdin=subprocess.DEVNULL, timeout=60,
+    )
+    if found.returncode != 0:
+        raise ConfigError(f"repo: {path} is not a git repository")
+    return Path(_out(found))
+
+
+def resolve_commit(git_dir: Path, ref: str | None) -> str:
+    spec = f"{ref or 'HEAD'}^{{commit}}"
+    proc = git(["rev-parse", "--verify", "--quiet", "--end-of-options", spec], git_dir=git_dir, check=False)
+    if proc.returncode != 0:
+        raise ConfigError(f"ref: {ref or 'HEAD'} does not name a commit in {git_dir}")
+    return _out(proc)
+
+
+# ----------------------------------------------------------------------------- worktree
+
+
+@dataclass
+class Workspace:
+    """A detached worktree of `git_dir` at `base_commit`, in `path`."""
+
+    git_dir: Path
+    """The trusted common git dir (the user's repo's .git, or a mirror)."""
+    base_commit: str
+    path: Path
+    admin_dir: Path
+    """The worktree's own git dir (`<git_dir>/worktrees/<name>`): its HEAD and index."""
+
+    @classmethod
+    def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
+        git_dir = trusted_git_dir(repo, cache)
+        commit = resolve_commit(git_dir, ref)
+        path = run_dir / "worktree"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # Who owns this run dir: `astra-run cleanup` removes it once that process is gone.
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(git_dir)}
+        (run_dir / OWNER_FILE).write_text(json.dumps(owner))
+        git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
+        dotgit = (path / ".git").read_text().strip()
+        admin = Path(dotgit.removeprefix("gitdir:").strip())
+        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin)
+
+    def _git(self, args: Sequence[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+        # The admin dir holds HEAD and index; objects and config come from the common dir.
+        return git(args, git_dir=self.admin_dir, work_tree=self.path, **kw)  # type: ignore[arg-type]
+
+    def read_base_file(self, name: str) -> str | None:
+        """A file as it is at the base commit (not as the sandbox may have changed it)."""
+        proc = git(["show", f"{self.base_commit}:{name}"], git_dir=self.git_dir, check=False)
+        if proc.returncode != 0:
+            return None
+        return proc.stdout.decode("utf-8", "replace")
+
+    def diff(self) -> tuple[bytes, PatchStats]:
+        """`git diff --binary` of the worktree against the base, new and deleted files included.
+
+        Uses a throwaway index so the worktree's own index (which `git add` inside the sandbox
+        may have changed) is neither read nor written.
+        """
+        index = self.path.parent / "patch.index"
+        index.unlink(missing_ok=True)
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            self._git(["read-tree", self.base_commit], env=env)
+            self._git(["add", "--all", "--", "."], env=env)
+            common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", self.base_commit]
+            patch = self._git(["diff", "--binary", "--full-index", *common], env=env).stdout
+            numstat = self._git(["diff", "--numstat", "-z", *common], env=env).stdout
+        finally:
+            index.unlink(missing_ok=True)
+        return patch, _parse_numstat(numstat)
+
+    def remove(self) -> None:
+        """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
+        with contextlib.suppress(InfraError):
+            git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        with contextlib.suppress(InfraError):
+            git(["worktree", "prune"], git_dir=self.git_dir, check=False)
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def _parse_numstat(raw: bytes) -> PatchStats:
+    files: list[FileChange] = []
+    for entry in raw.decode("utf-8", "replace").split("\0"):
+        if not entry.strip():
+            continue
+        added, deleted, path = entry.split("\t", 2)
+        binary = added == "-"
+        files.append(FileChange(path, 0 if binary else int(added), 0 if binary else int(deleted), binary))
+    return PatchStats(
+        files_changed=len(files),
+        insertions=sum(f.insertions for f in files),
+        deletions=sum(f.deletions for f in files),
+        files=tuple(files),
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_dead_runs(cache: Path) -> list[str]:
+    """Remove the worktrees (and run dirs) of runs whose owning process is gone on this host."""
+    removed: list[str] = []
+    runs = cache / "runs"
+    if not runs.is_dir():
+        return removed
+    for run_dir in sorted(runs.iterdir()):
+        try:
+            owner = json.loads((run_dir / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", 0))):
+            continue
+        git_dir = Path(owner.get("git_dir", ""))
+        if (run_dir / "worktree").exists() and git_dir.is_dir():
+            with contextlib.suppress(InfraError):
+                git(["worktree", "remove", "--force", "--force", str(run_dir / "worktree")],
+                    git_dir=git_dir, check=False)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if git_dir.is_dir():
+            with contextlib.suppress(InfraError):
+                git(["worktree", "prune"], git_dir=git_dir, check=False)
+        removed.append(run_dir.name)
+    return removed

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up everything astra-run needs on this machine: a virtualenv with astra-run and its test
+# tools, a running Docker engine (installed and started when missing and we are root on
+# Debian/Ubuntu), and the sandbox image. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "astra-run needs Python >= 3.11 (found: $(python3 --version 2>&1))" >&2
+  exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  if ! python3 -m venv .venv 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      rm -rf .venv && python3 -m venv .venv
+    else
+      echo "python3 -m venv failed: install python3-venv" >&2
+      exit 2
+    fi
+  fi
+fi
+stamp=.venv/.astra-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "installing astra-run and its test tools into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import runner, anthropic, mcp, docker, junitparser' || { echo "install failed" >&2; exit 2; }
+  touch "$stamp"
+fi
+say "checking the Docker engine and the sandbox image"
+bash scripts/ensure-docker.sh

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Quick start, command 2: set everything up and run the whole test suite, Docker tests included
+# (ASTRA_REQUIRE_DOCKER=1: they fail instead of skipping when the engine or image is missing).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit $?
+export ASTRA_REQUIRE_DOCKER=1
+status=0
+echo "==> ruff"; .venv/bin/ruff check runner tests bench || status=1
+echo "==> mypy --strict runner"; .venv/bin/mypy || status=1
+echo "==> pytest"; .venv/bin/pytest -q -p no:cacheprovider "$@" tests || status=1
+left=$(docker ps -aq --filter label=astra-run 2>/dev/null | wc -l)
+if [ "$left" != 0 ]; then
+  echo "FAIL: $left astra-run container(s) left behind:" >&2
+  docker ps -a --filter label=astra-run >&2
+  status=1
+fi
+exit $status
