@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.agent.events import Event, LimitReached, Note, RunError, RunFinished, RunStarted, VerifyFinished
 from runner.agent.guards import Guards
@@ -43,6 +44,9 @@ from runner.settings import Settings
 from runner.task import LoadedTask
 from runner.tools import ToolContext, ToolRegistry
 from runner.workspace import GitError, Workspace
+
+if TYPE_CHECKING:
+    from runner.mcp import McpServers
 
 EmitFn = Callable[[Event], None]
 JUNIT_LIMIT = 8 * 1024 * 1024
@@ -70,8 +74,10 @@ class RunContext:
     result: RunResult
     workspace: Workspace | None = None
     sandbox: Sandbox | None = None
+    mcp: McpServers | None = None
     model: Model | None = None
     agent: Agent | None = None
+    instructions_commit: str | None = None
     patch_written: bool = False
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
@@ -99,8 +105,13 @@ async def run_task(
     keep: bool = False,
     console: Console | None = None,
     interrupt: Interrupt | None = None,
+    instructions_commit: str | None = None,
 ) -> RunResult:
-    """Run one task and write all its outputs. Never raises for run outcomes: they are in the result."""
+    """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
+
+    `instructions_commit`: read AGENTS.md / CLAUDE.md from this commit instead of the base (a
+    pull request's run reads them from its base branch, never from the head it works on).
+    """
     spec = task.spec
     interrupt = interrupt or Interrupt()
     run_id = new_run_id(spec.name)
@@ -115,7 +126,7 @@ async def run_task(
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
-        prices=load_prices(settings.prices_file), result=result,
+        prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
     )
     with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
 
@@ -196,9 +207,15 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
     await ctx.sandbox.start()
     tools = ToolRegistry.builtin()
+    if spec.mcp_servers:
+        from runner.mcp import McpServers
+
+        ctx.mcp = await McpServers.start(spec.mcp_servers, sandbox=ctx.sandbox, emit=emit, redactor=ctx.redactor)
+        for tool in ctx.mcp.tools():
+            tools.add(tool)
     instructions = None
     for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await asyncio.to_thread(ctx.workspace.read_base_file, name)
+        text = await asyncio.to_thread(ctx.workspace.read_base_file, name, ctx.instructions_commit)
         if text is not None:
             instructions = (name, text)
             break
@@ -209,7 +226,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         policy=Policy.from_spec(spec.policy),
         tool_context=ToolContext(ctx.sandbox, spec.limits.tool_timeout),
         guards=Guards(spec.limits.max_turns, spec.limits.max_cost_usd, spec.limits.circuit_breaker),
-        system=build_system_prompt(ctx.workspace.base_commit, instructions, []),
+        system=build_system_prompt(ctx.workspace.base_commit, instructions,
+                                   [n for n in tools.names() if n.startswith("mcp__")]),
         task_message=build_task_message(spec.name, task.prompt),
         cost_of=ctx.prices.total,
         model_retry_backoff_s=0.0 if scripted else 1.0,
@@ -300,6 +318,11 @@ def _set_outcome(ctx: RunContext, state: AgentState, outcome: AstraError | None)
 
 
 async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
+    if ctx.mcp is not None:  # before the sandbox: its stdio servers run inside it
+        try:
+            await ctx.mcp.close()
+        except Exception as exc:
+            emit(Note(f"MCP cleanup failed: {exc}", level="warning"))
     if ctx.sandbox is not None:
         try:
             await ctx.sandbox.close()

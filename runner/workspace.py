@@ -158,6 +158,8 @@ class Workspace:
     path: Path
     admin_dir: Path
     """The worktree's own git dir (`<git_dir>/worktrees/<name>`): its HEAD and index."""
+    patch_git_dir: Path
+    """A private bare git dir (alternates -> the trusted objects) used only to compute the patch."""
 
     @classmethod
     def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
@@ -171,15 +173,20 @@ class Workspace:
         git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
         dotgit = (path / ".git").read_text().strip()
         admin = Path(dotgit.removeprefix("gitdir:").strip())
-        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin)
+        # The patch is computed with a git dir of our own: empty config, no hooks, the trusted
+        # objects borrowed read-only. No config anyone else wrote (not even the repo's own
+        # filters) can run while we read files the sandbox wrote.
+        patch_git = run_dir / "patch.git"
+        git(["init", "--bare", "--quiet", str(patch_git)])
+        (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
+        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git)
 
-    def _git(self, args: Sequence[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
-        # The admin dir holds HEAD and index; objects and config come from the common dir.
-        return git(args, git_dir=self.admin_dir, work_tree=self.path, **kw)  # type: ignore[arg-type]
+    def _patch_git(self, args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
+        return git(args, git_dir=self.patch_git_dir, work_tree=self.path, env=env)
 
-    def read_base_file(self, name: str) -> str | None:
-        """A file as it is at the base commit (not as the sandbox may have changed it)."""
-        proc = git(["show", f"{self.base_commit}:{name}"], git_dir=self.git_dir, check=False)
+    def read_base_file(self, name: str, commit: str | None = None) -> str | None:
+        """A file as it is at the base commit, or `commit` (never as the sandbox may have changed it)."""
+        proc = git(["show", f"{commit or self.base_commit}:{name}"], git_dir=self.git_dir, check=False)
         if proc.returncode != 0:
             return None
         return proc.stdout.decode("utf-8", "replace")
@@ -187,18 +194,18 @@ class Workspace:
     def diff(self) -> tuple[bytes, PatchStats]:
         """`git diff --binary` of the worktree against the base, new and deleted files included.
 
-        Uses a throwaway index so the worktree's own index (which `git add` inside the sandbox
-        may have changed) is neither read nor written.
+        Uses a private git dir and a throwaway index: the worktree's own index and any config
+        (which `git` inside the sandbox may have changed) are neither read nor written.
         """
         index = self.path.parent / "patch.index"
         index.unlink(missing_ok=True)
         env = {"GIT_INDEX_FILE": str(index)}
         try:
-            self._git(["read-tree", self.base_commit], env=env)
-            self._git(["add", "--all", "--", "."], env=env)
+            self._patch_git(["read-tree", self.base_commit], env)
+            self._patch_git(["add", "--all", "--", "."], env)
             common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", self.base_commit]
-            patch = self._git(["diff", "--binary", "--full-index", *common], env=env).stdout
-            numstat = self._git(["diff", "--numstat", "-z", *common], env=env).stdout
+            patch = self._patch_git(["diff", "--binary", "--full-index", *common], env).stdout
+            numstat = self._patch_git(["diff", "--numstat", "-z", *common], env).stdout
         finally:
             index.unlink(missing_ok=True)
         return patch, _parse_numstat(numstat)

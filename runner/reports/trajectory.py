@@ -21,7 +21,7 @@ class TrajectoryWriter:
 
     def __enter__(self) -> TrajectoryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
+        self._file = open(self.path, "w", encoding="utf-8")  # closed in __exit__
         return self
 
     def write(self, event: Event | dict[str, Any]) -> None:
