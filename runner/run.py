@@ -92,7 +92,7 @@ def make_model(name: str, base_dir: Path) -> Model:
     from runner.models.scripted import PREFIX, ScriptedModel, resolve_script
 
     if name.startswith(PREFIX):
-        return ScriptedModel(resolve_script(name, base_dir))
+        return ScriptedModel(resolve_script(name, base_dir), name)
     from runner.models.anthropic import AnthropicModel
 
     return AnthropicModel(name)

@@ -75,8 +75,8 @@ def load_script(path: Path) -> list[ScriptedTurn]:
 
 
 class ScriptedModel:
-    def __init__(self, script: Path) -> None:
-        self.name = PREFIX + str(script)
+    def __init__(self, script: Path, name: str | None = None) -> None:
+        self.name = name or PREFIX + str(script)
         self.turns = load_script(script)
         self._next = 0
         self._ids = itertools.count(1)
