@@ -58,7 +58,7 @@ def astra(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 
 
 def result_of(out: Path) -> dict[str, Any]:
-    assert OUTPUT_FILES <= {p.name for p in out.iterdir()}, sorted(p.name for p in out.iterdir())
+    assert {p.name for p in out.iterdir()} >= OUTPUT_FILES, sorted(p.name for p in out.iterdir())
     data: dict[str, Any] = json.loads((out / "result.json").read_text())
     return data
 
@@ -216,3 +216,67 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     proc = astra(*args, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def test_wall_clock_limit_stops_a_running_tool_call(tmp_path: Path) -> None:
+    turns = [{"tool_calls": [{"name": "write", "input": {"path": "w.txt", "content": "kept\n"}}]},
+             {"tool_calls": [{"name": "bash", "input": {"command": "sleep 60"}}]}]
+    task, _, out = scenario(tmp_path, turns, limits={"timeout": "3s", "tool_timeout": "60s"})
+    started = time.monotonic()
+    proc = astra("run", str(task), cwd=tmp_path)
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    r = result_of(out)
+    assert r["status"] == "limit" and r["reason"].startswith("timeout reached") and "3s" in r["reason"]
+    assert "w.txt" in (out / "patch.diff").read_text()
+    assert r["verify"] == []  # no time left: verify does not run after the wall-clock limit
+
+
+def test_model_failures_trip_the_breaker(tmp_path: Path) -> None:
+    turns = [{"fail": "overloaded_error: Overloaded"}] * 5
+    task, _, out = scenario(tmp_path, turns, limits={"circuit_breaker": 3})
+    proc = astra("run", str(task), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    r = result_of(out)
+    assert "3 consecutive failed model calls" in r["reason"] and "Overloaded" in r["reason"]
+    assert [e["consecutive"] for e in events(out) if e["type"] == "model_error"] == [1, 2, 3]
+
+
+def test_a_hanging_verify_check_is_stopped_at_the_tool_timeout(tmp_path: Path) -> None:
+    task, _, out = scenario(tmp_path, [{"text": "done"}], limits={"tool_timeout": "2s"},
+                            verify=[{"name": "hangs", "run": "sleep 100"}])
+    started = time.monotonic()
+    proc = astra("run", str(task), cwd=tmp_path)
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert result_of(out)["verify"] == [{"name": "hangs", "passed": False, "exit_code": None}]
+    assert "timed out after 2s" in (out / "junit.xml").read_text()
+
+
+def test_sigint_during_a_model_call_exits_130(tmp_path: Path) -> None:
+    task, _, out = scenario(tmp_path, [{"sleep": 60, "text": "never"}])
+    env = {**os.environ, "ASTRA_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(task)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        (out / "trajectory.jsonl").exists() and "run_started" in (out / "trajectory.jsonl").read_text()
+    ):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 130
+    assert result_of(out)["status"] == "interrupted"
+
+
+def test_console_in_ci_has_no_escape_codes(tmp_path: Path) -> None:
+    task, _, _ = scenario(tmp_path, FIX)
+    proc = astra("run", str(task), env={"CI": "true"}, cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "\x1b" not in proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("[turn 2] edit: calc.py") for line in lines), proc.stdout
+    assert "SUCCESS" in lines[-4] or any("SUCCESS" in line for line in lines[-5:])
