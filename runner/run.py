@@ -128,6 +128,8 @@ async def run_task(
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
     )
+    if console is not None:
+        console.redact = redactor.text
     with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
 
         def emit(event: Event) -> None:

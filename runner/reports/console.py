@@ -20,6 +20,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from runner.agent.events import (
@@ -122,10 +123,13 @@ class Console:
         self._running = ""
         self._inputs: dict[str, Any] = {}
         self._status_shown = False
+        self.redact: Callable[[str], str] = lambda text: text
+        """Set by the run to its redactor: no secret reaches the terminal or the CI log either."""
 
     # -- output -----------------------------------------------------------------------------
 
     def _write(self, text: str) -> None:
+        text = self.redact(text)
         try:
             self.stream.write(text)
         except UnicodeEncodeError:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from runner.tools.base import Tool, ToolContext, ToolInput, ToolFailure
+from runner.sandbox.base import ToolFailure
+from runner.tools.base import Tool, ToolContext, ToolInput
 
 
 class BashInput(ToolInput):
