@@ -34,6 +34,11 @@ _SAFE_CONFIG = (
     "-c", "core.fsmonitor=false",
     "-c", "core.untrackedCache=false",
     "-c", "diff.external=",
+    # A repository the agent plants inside the worktree becomes a gitlink; git would run *its*
+    # config (core.fsmonitor) to look inside it. Never look inside nested repositories.
+    "-c", "diff.ignoreSubmodules=all",
+    "-c", "submodule.recurse=false",
+    "-c", "status.submoduleSummary=false",
     "-c", "protocol.file.allow=always",
     "-c", "advice.detachedHead=false",
 )
@@ -203,7 +208,8 @@ class Workspace:
         try:
             self._patch_git(["read-tree", self.base_commit], env)
             self._patch_git(["add", "--all", "--", "."], env)
-            common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", self.base_commit]
+            common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
+                      "--ignore-submodules=all", self.base_commit]
             patch = self._patch_git(["diff", "--binary", "--full-index", *common], env).stdout
             numstat = self._patch_git(["diff", "--numstat", "-z", *common], env).stdout
         finally:

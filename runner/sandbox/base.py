@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from runner.errors import SandboxError
 
@@ -73,8 +73,17 @@ class SandboxConfig:
     memory: str = "4g"
     pids: int = 512
     git_dir: Path | None = None
-    """The trusted git dir (docker mounts its objects read-only so git works inside)."""
+    """The trusted git dir (docker mounts its objects read-only so git works inside). For a
+    `git worktree`, either its private dir or the common dir: the objects are found through
+    `git rev-parse --git-common-dir`."""
+    git_objects: Path | None = None
+    """The trusted objects directory, when the caller knows it (overrides the lookup via git_dir)."""
+    uid: int | None = None
+    """The uid commands run as (docker); default: the invoking user's, so files stay theirs."""
+    gid: int | None = None
     base_commit: str | None = None
+    """The commit the worktree was made from; HEAD of the sandbox's private git dir. Default:
+    HEAD of git_dir."""
 
 
 class HelperClient:
@@ -120,7 +129,7 @@ class HelperClient:
                     fut.set_exception(SandboxError(self._dead))
             self._pending.clear()
 
-    async def request(self, op: str, *, timeout: float, **args: Any) -> dict[str, Any]:
+    async def request(self, op: str, *, timeout: float, **args: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """Send one request and wait for its answer.
 
         `timeout` bounds the wait for the answer (for exec, the command's own deadline plus a
@@ -194,7 +203,7 @@ class Sandbox(ABC):
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         """Start a long-lived process in the sandbox with stdin/stdout piped (MCP stdio servers)."""
 
-    async def __aenter__(self) -> Sandbox:
+    async def __aenter__(self) -> Self:
         try:
             await self.start()
         except BaseException:
@@ -217,7 +226,7 @@ class Sandbox(ABC):
         self,
         command: str,
         *,
-        timeout: float,
+        timeout: float,  # noqa: ASYNC109 - the command's own deadline, enforced in the sandbox
         env: Mapping[str, str] | None = None,
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
     ) -> ExecResult:
@@ -245,7 +254,9 @@ class Sandbox(ABC):
         """read, write, edit, ls, glob, grep, stat - see helper.py for each op's arguments."""
         return await self.helper.request(op, timeout=120.0, **args)
 
-    async def _start_helper(self, argv: Sequence[str], env: Mapping[str, str] | None) -> None:
+    async def _start_helper(
+        self, argv: Sequence[str], env: Mapping[str, str] | None, name: str | None = None
+    ) -> None:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -257,7 +268,7 @@ class Sandbox(ABC):
             )
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox helper: {exc}") from None
-        self._helper = HelperClient(proc, type(self).__name__)
+        self._helper = HelperClient(proc, name or type(self).__name__)
         try:
             info = await self._helper.request("ping", timeout=30.0)
         except ToolFailure as exc:

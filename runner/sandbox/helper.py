@@ -17,7 +17,7 @@ Standard library only, Python >= 3.8: it must run on whatever python3 a user's i
 
 from __future__ import annotations
 
-import fnmatch
+import contextlib
 import json
 import os
 import re
@@ -27,6 +27,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any, Dict  # noqa: UP035 - runs on the image's python3, maybe 3.8
+
+Request = Dict[str, Any]  # noqa: UP006
 
 MAX_READ_LINES = 2000
 MAX_LINE_CHARS = 2000
@@ -47,14 +51,9 @@ class Workspace:
         self.root = os.path.realpath(root)
         self.virtual = virtual.rstrip("/") or "/"
 
-    def resolve(self, path: str, *, must_exist: bool = True) -> str:
-        """A model-supplied path -> a real path inside the root, or OpError.
-
-        Accepts workspace-relative paths and absolute paths under the virtual root. `..` that
-        leaves the root, absolute paths elsewhere, and symlinks that point outside are refused.
-        """
-        if not isinstance(path, str) or path == "":
-            path = "."
+    def relative(self, path: Any) -> str:
+        """A model-supplied path -> a normalised workspace-relative path, or OpError."""
+        path = path if isinstance(path, str) and path else "."
         if "\0" in path:
             raise OpError("path contains a NUL byte")
         if os.path.isabs(path):
@@ -70,12 +69,28 @@ class Workspace:
         rel = os.path.normpath(rel)
         if rel == ".." or rel.startswith("../"):
             raise OpError(f"{path}: outside the workspace")
-        full = os.path.join(self.root, rel)
+        return rel
+
+    def resolve(self, path: Any, *, must_exist: bool = True) -> str:
+        """A model-supplied path -> a real path inside the root, or OpError.
+
+        Accepts workspace-relative paths and absolute paths under the virtual root. `..` that
+        leaves the root, absolute paths elsewhere, and symlinks that point outside are refused.
+        """
+        full = os.path.join(self.root, self.relative(path))
         real = os.path.realpath(full)
         if real != self.root and not real.startswith(self.root + os.sep):
             raise OpError(f"{path}: resolves outside the workspace (through a symlink)")
         if must_exist and not os.path.lexists(full):
             raise OpError(f"{path}: no such file or directory")
+        return real
+
+    def resolve_for_write(self, path: Any) -> str:
+        """Like resolve, but a path through a symlink is refused: the permission policy judged
+        the path the model named, so the file changed must be that very path."""
+        real = self.resolve(path, must_exist=False)
+        if real != os.path.normpath(os.path.join(self.root, self.relative(path))):
+            raise OpError(f"{path}: goes through a symlink (to {self.display(real)}); name the real path instead")
         return real
 
     def display(self, real: str) -> str:
@@ -112,7 +127,8 @@ class Capped:
         if dropped <= 0:
             return head + self.tail.decode("utf-8", "replace"), False
         tail = self.tail.decode("utf-8", "replace")
-        return f"{head}\n[... {dropped} bytes of output cut: showing the first and last {self.half} ...]\n{tail}", True
+        cut = f"\n[... {dropped} bytes of output cut: showing the first and last {self.half} ...]\n"
+        return head + cut + tail, True
 
 
 class Runner:
@@ -121,10 +137,10 @@ class Runner:
     def __init__(self, ws: Workspace, env: dict[str, str]) -> None:
         self.ws = ws
         self.env = env
-        self.running: dict[int, subprocess.Popen[bytes]] = {}
+        self.running: dict[Any, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
 
-    def kill(self, rid: int) -> bool:
+    def kill(self, rid: Any) -> bool:
         with self.lock:
             proc = self.running.get(rid)
         if proc is None:
@@ -138,7 +154,7 @@ class Runner:
         for proc in procs:
             _kill_group(proc)
 
-    def exec(self, rid: int, req: dict) -> dict:
+    def exec(self, rid: Any, req: Request) -> Request:
         command = req.get("command")
         if not isinstance(command, str) or not command.strip():
             raise OpError("`command` must be a non-empty string")
@@ -216,10 +232,8 @@ def _pump(proc: subprocess.Popen[bytes], out: Capped, deadline: float) -> bool:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # ------------------------------------------------------------------------------ file ops
@@ -238,7 +252,7 @@ def _read_bytes(real: str) -> bytes:
         return f.read()
 
 
-def op_read(ws: Workspace, req: dict) -> dict:
+def op_read(ws: Workspace, req: Request) -> Request:
     path = req.get("path")
     real = ws.resolve(path)
     data = _read_bytes(real)
@@ -276,18 +290,18 @@ def _write_file(ws: Workspace, path: str, content: str) -> str:
     return real
 
 
-def op_write(ws: Workspace, req: dict) -> dict:
+def op_write(ws: Workspace, req: Request) -> Request:
     path, content = req.get("path"), req.get("content")
     if not isinstance(path, str) or not path:
         raise OpError("`path` must be a non-empty string")
     if not isinstance(content, str):
         raise OpError("`content` must be a string")
-    existed = os.path.lexists(ws.resolve(path, must_exist=False))
+    existed = os.path.lexists(ws.resolve_for_write(path))
     real = _write_file(ws, path, content)
     return {"path": ws.display(real), "bytes": len(content.encode("utf-8")), "created": not existed}
 
 
-def op_edit(ws: Workspace, req: dict) -> dict:
+def op_edit(ws: Workspace, req: Request) -> Request:
     path, old, new = req.get("path"), req.get("old_string"), req.get("new_string")
     if not isinstance(old, str) or not isinstance(new, str):
         raise OpError("`old_string` and `new_string` must be strings")
@@ -295,7 +309,9 @@ def op_edit(ws: Workspace, req: dict) -> dict:
         raise OpError("`old_string` is empty; use write to create a file")
     if old == new:
         raise OpError("`old_string` and `new_string` are the same; nothing to change")
-    real = ws.resolve(path)
+    real = ws.resolve_for_write(path)
+    if not os.path.lexists(real):
+        raise OpError(f"{path}: no such file or directory")
     data = _read_bytes(real)
     if _is_binary(data):
         raise OpError(f"{path}: binary file; edit works on text only")
@@ -316,7 +332,7 @@ def op_edit(ws: Workspace, req: dict) -> dict:
     return {"path": ws.display(real), "replacements": count if req.get("replace_all") else 1}
 
 
-def op_ls(ws: Workspace, req: dict) -> dict:
+def op_ls(ws: Workspace, req: Request) -> Request:
     path = req.get("path") or "."
     real = ws.resolve(path)
     if not os.path.isdir(real):
@@ -334,7 +350,7 @@ def op_ls(ws: Workspace, req: dict) -> dict:
     return {"path": ws.display(real), "entries": entries[:MAX_LIST], "total": total}
 
 
-def _walk(ws: Workspace, top: str):
+def _walk(ws: Workspace, top: str) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for name in sorted(filenames):
@@ -371,7 +387,7 @@ def _glob_re(pattern: str) -> re.Pattern[str]:
     return re.compile(out + r"\Z")
 
 
-def op_glob(ws: Workspace, req: dict) -> dict:
+def op_glob(ws: Workspace, req: Request) -> Request:
     pattern = req.get("pattern")
     if not isinstance(pattern, str) or not pattern:
         raise OpError("`pattern` must be a non-empty string")
@@ -379,9 +395,9 @@ def op_glob(ws: Workspace, req: dict) -> dict:
         pattern = pattern[len(ws.virtual) + 1 :]
     pattern = pattern.lstrip("./") if pattern.startswith("./") else pattern
     if pattern.startswith("/") or ".." in pattern.split("/"):
-        raise OpError(f"{pattern}: patterns are relative to the workspace")
+        raise OpError(f"{pattern}: outside the workspace (patterns are relative to it)")
     rx = _glob_re(pattern)
-    matches = []
+    matches: list[str] = []
     for real in _walk(ws, ws.root):
         rel = os.path.relpath(real, ws.root)
         if rx.match(rel):
@@ -389,7 +405,7 @@ def op_glob(ws: Workspace, req: dict) -> dict:
     return {"matches": matches[:MAX_LIST], "total": len(matches)}
 
 
-def op_grep(ws: Workspace, req: dict) -> dict:
+def op_grep(ws: Workspace, req: Request) -> Request:
     pattern = req.get("pattern")
     if not isinstance(pattern, str) or not pattern:
         raise OpError("`pattern` must be a non-empty string")
@@ -401,7 +417,8 @@ def op_grep(ws: Workspace, req: dict) -> dict:
     file_glob = req.get("glob")
     glob_rx = _glob_re(file_glob if "/" in file_glob else "**/" + file_glob) if file_glob else None
     files = [top] if os.path.isfile(top) else _walk(ws, top)
-    matches, files_matched, truncated = [], 0, False
+    matches: list[str] = []
+    files_matched, truncated = 0, False
     for real in files:
         rel = os.path.relpath(real, ws.root)
         if glob_rx and not glob_rx.match(rel):
@@ -429,13 +446,15 @@ def op_grep(ws: Workspace, req: dict) -> dict:
     return {"matches": matches, "files_matched": files_matched, "truncated": truncated}
 
 
-def op_stat(ws: Workspace, req: dict) -> dict:
+def op_stat(ws: Workspace, req: Request) -> Request:
     real = ws.resolve(req.get("path"), must_exist=False)
     return {"exists": os.path.lexists(real), "is_dir": os.path.isdir(real)}
 
 
-FILE_OPS = {"read": op_read, "write": op_write, "edit": op_edit, "ls": op_ls, "glob": op_glob,
-            "grep": op_grep, "stat": op_stat}
+FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
+    "read": op_read, "write": op_write, "edit": op_edit, "ls": op_ls, "glob": op_glob,
+    "grep": op_grep, "stat": op_stat,
+}
 
 
 # ---------------------------------------------------------------------------------- server
@@ -447,13 +466,13 @@ class Server:
         self.runner = Runner(ws, env)
         self.out_lock = threading.Lock()
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: Request) -> None:
         line = json.dumps(msg, ensure_ascii=False) + "\n"
         with self.out_lock:
             sys.stdout.write(line)
             sys.stdout.flush()
 
-    def handle(self, req: dict) -> None:
+    def handle(self, req: Request) -> None:
         rid = req.get("id")
         op = req.get("op")
         try:
@@ -491,17 +510,66 @@ class Server:
         self.runner.kill_all()  # stdin closed: the runner is gone; leave nothing behind
 
 
+def drop_capabilities() -> None:
+    """Give up every capability of this process, for good.
+
+    The docker backend runs the helper as the invoking user's uid. When that uid is 0 (root CI
+    jobs) docker exec hands it the container's capability set - which holds a few capabilities
+    when the task has setup commands (see docker.py). Clearing the permitted set here is always
+    allowed; with no-new-privileges set (docker's security_opt, and again below) the kernel
+    intersects what any later execve may gain with this empty set, so no command the model runs
+    ever holds a capability, root or not. A non-root uid has none to begin with.
+    """
+    if _cap_line("CapEff") == 0 and _cap_line("CapPrm") == 0:
+        return
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs = 38
+    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    data = (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    if _cap_line("CapEff") != 0 or _cap_line("CapPrm") != 0:
+        raise OSError("capabilities are still held after capset")
+
+
+def _cap_line(name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return int(line.split()[1], 16)
+    return -1
+
+
 def main(argv: list[str]) -> int:
-    root, virtual = ".", "/workspace"
+    root, virtual, drop_caps = ".", "/workspace", False
     i = 0
     while i < len(argv):
         if argv[i] == "--root":
             root, i = argv[i + 1], i + 2
         elif argv[i] == "--virtual":
             virtual, i = argv[i + 1], i + 2
+        elif argv[i] == "--drop-caps":
+            drop_caps, i = True, i + 1
+        elif argv[i] == "--exec":  # `--exec ARGV...`: drop capabilities, then become ARGV (spawn)
+            if drop_caps:
+                drop_capabilities()
+            os.execvp(argv[i + 1], argv[i + 1 :])  # noqa: S606 - argv from the runner, not a shell
         else:
             sys.stderr.write(f"helper: unknown argument {argv[i]}\n")
             return 2
+    if drop_caps:
+        drop_capabilities()  # before any thread exists: capset acts on the calling thread only
     # The environment commands get is the helper's own, which its launcher set up cleanly.
     server = Server(Workspace(root, virtual), dict(os.environ))
 

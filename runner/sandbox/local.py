@@ -17,7 +17,7 @@ from runner.errors import SandboxError
 from runner.sandbox.base import HELPER_PATH, Sandbox
 
 LOCAL_WARNING = (
-    "warning: --sandbox local runs the model's commands directly on this machine, "
+    "--sandbox local runs the model's commands directly on this machine, "
     "with your user's rights and network; use it only for development"
 )
 _PASS_THROUGH = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -27,7 +27,8 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     """A clean environment for sandboxed commands: no host secrets leak in by default."""
     env = {k: os.environ[k] for k in _PASS_THROUGH if k in os.environ}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update({"HOME": os.environ.get("HOME", "/tmp"), "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
+    home = os.environ.get("HOME", "/tmp")  # noqa: S108 - a fallback when HOME is unset
+    env.update({"HOME": home, "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
                 "PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0"})
     env.update(extra)
     return env

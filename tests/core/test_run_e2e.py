@@ -178,14 +178,14 @@ def test_secrets_are_redacted_in_every_output(tmp_path: Path) -> None:
 
 def test_sigterm_mid_tool_call_writes_outputs_and_exits_143(tmp_path: Path) -> None:
     turns = [{"tool_calls": [{"name": "write", "input": {"path": "partial.txt", "content": "work so far\n"}}]},
-             {"tool_calls": [{"name": "bash", "input": {"command": "sleep 60"}}]}]
+             {"tool_calls": [{"name": "bash", "input": {"command": "sleep 93.17"}}]}]
     task, _, out = scenario(tmp_path, turns, limits={"tool_timeout": "90s"})
     env = {**os.environ, "ASTRA_CACHE": str(tmp_path / "cache")}
     proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(task)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if (out / "trajectory.jsonl").exists() and '"command": "sleep 60"' in (out / "trajectory.jsonl").read_text():
+        if (out / "trajectory.jsonl").exists() and '"command": "sleep 93.17"' in (out / "trajectory.jsonl").read_text():
             break
         time.sleep(0.1)
     time.sleep(0.3)
@@ -198,7 +198,7 @@ def test_sigterm_mid_tool_call_writes_outputs_and_exits_143(tmp_path: Path) -> N
     assert r["status"] == "interrupted" and r["exit_code"] == 143
     assert "partial.txt" in (out / "patch.diff").read_text()
     assert not list((tmp_path / "cache" / "runs").iterdir())
-    ps = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True)
+    ps = subprocess.run(["pgrep", "-f", "sleep 93.17"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
 
 

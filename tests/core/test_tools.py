@@ -141,3 +141,18 @@ async def test_bad_input_and_unknown_tools(ctx: ToolContext) -> None:
     assert "invalid input for read: path: Field required" in await fails(ctx, "read")
     assert "invalid input for bash: cmd: unknown field" in await fails(ctx, "bash", command="ls", cmd="x")
     assert "invalid input for bash: timeout" in await fails(ctx, "bash", command="ls", timeout="soon")
+
+
+async def test_writes_through_a_symlink_inside_the_workspace_are_refused(ctx: ToolContext) -> None:
+    """Otherwise `ln -s .github/workflows w` + write(w/ci.yml) would get past write(.github/workflows/**)."""
+    root = ctx.sandbox.config.worktree
+    (root / ".github" / "workflows").mkdir(parents=True)
+    (root / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    (root / "w").symlink_to(".github/workflows")
+    (root / "alias.py").symlink_to("src/a.py")
+    assert "goes through a symlink (to .github/workflows/ci.yml)" in await fails(
+        ctx, "write", path="w/ci.yml", content="pwned")
+    assert "goes through a symlink" in await fails(ctx, "edit", path="w/ci.yml", old_string="push", new_string="x")
+    assert "goes through a symlink (to src/a.py)" in await fails(ctx, "write", path="alias.py", content="x")
+    assert (root / ".github" / "workflows" / "ci.yml").read_text() == "on: push\n"
+    assert await call(ctx, "read", path="alias.py")  # reading through an inside link is fine

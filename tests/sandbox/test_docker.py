@@ -1,0 +1,260 @@
+"""What only the docker backend promises: hardening, ownership, git isolation, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runner.errors import SandboxError
+from runner.sandbox.docker import (
+    LABEL,
+    LABEL_DEADLINE,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_RUN_ID,
+    DockerSandbox,
+    connect,
+    reap_leftovers,
+)
+from tests.sandbox.conftest import IMAGE, Repo, sandbox_config
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+async def box(repo: Repo) -> AsyncIterator[DockerSandbox]:
+    sb = DockerSandbox(sandbox_config(repo))
+    async with sb:
+        yield sb
+
+
+def _run_labelled(client: object, run_id: str) -> list[object]:
+    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})  # type: ignore[attr-defined,no-any-return]
+
+
+async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
+    r = await box.exec(
+        "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 53), timeout=3)\"", timeout=20
+    )
+    assert not r.ok and ("unreachable" in r.output.lower() or "Errno" in r.output)
+    assert (await box.exec("ls /sys/class/net", timeout=10)).output.split() == ["lo"]
+    status = (await box.exec("cat /proc/self/status", timeout=10)).output
+    caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
+    assert caps["CapEff"] == 0 and caps["CapPrm"] == 0 and caps["CapAmb"] == 0
+    assert "NoNewPrivs:\t1" in status
+    ids = (await box.exec("id -u; id -g", timeout=10)).output.split()
+    assert ids == [str(os.getuid()), str(os.getgid())]
+    assert (await box.exec("echo $HOME", timeout=10)).output.strip() == "/tmp"
+    assert not (await box.exec("test -e /var/run/docker.sock || test -e /run/docker.sock", timeout=10)).ok
+    pid1 = (await box.exec("cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o args= -p 7 || true", timeout=10))
+    assert "init" in pid1.output  # docker's init reaps zombies; its child is the bounded sleep
+    assert (await box.exec("pgrep -x sleep", timeout=10)).ok
+    attrs = connect().api.inspect_container(box.container_id)
+    host = attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 256 and host["Memory"] == 1 << 30 and host["NanoCpus"] == 10**9
+    assert host["Init"] is True
+    sources = {m["Destination"]: m for m in attrs["Mounts"]}
+    assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/objects"}
+    assert [d for d, m in sources.items() if m["RW"]] == ["/workspace"]
+
+
+async def test_files_made_inside_belong_to_the_host_user(box: DockerSandbox) -> None:
+    await box.exec("mkdir -p made/by && touch made/by/exec", timeout=10)
+    await box.file_op("write", path="made/by/tool.txt", content="x")
+    for p in ("made", "made/by", "made/by/exec", "made/by/tool.txt"):
+        st = (box.config.worktree / p).stat()
+        assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid()), p
+
+
+async def test_setup_runs_as_root_with_network_then_the_network_is_cut(repo: Repo) -> None:
+    uid = 1000 if os.getuid() == 0 else os.getuid()  # as root we can also try a CI-like non-root uid
+    if os.getuid() == 0:
+        subprocess.run(["chown", "-R", f"{uid}:{uid}", str(repo.worktree)], check=True)  # noqa: ASYNC221
+    setup = [
+        "id -u > /tmp/setup-uid; ls /sys/class/net > /tmp/setup-net; grep CapEff /proc/self/status > /tmp/setup-caps",
+        'test -z "$SSL_CERT_FILE" || test -r "$SSL_CERT_FILE"',
+        "mkdir -p /workspace/build/lib && touch /workspace/build/lib/made-by-setup",
+    ]
+    cfg = sandbox_config(repo, setup=setup, uid=uid, gid=uid)
+    async with DockerSandbox(cfg) as sb:
+        assert (await sb.exec("cat /tmp/setup-uid", timeout=10)).output.strip() == "0"
+        assert "eth0" in (await sb.exec("cat /tmp/setup-net", timeout=10)).output
+        assert (await sb.exec("cat /tmp/setup-caps", timeout=10)).output.split()[1] != "0" * 16
+        assert (await sb.exec("ls /sys/class/net", timeout=10)).output.split() == ["lo"]
+        assert (await sb.exec("id -u", timeout=10)).output.strip() == str(uid)
+        status = (await sb.exec("grep -E 'CapEff|CapPrm' /proc/self/status", timeout=10)).output.split()
+        assert status == ["CapPrm:", "0" * 16, "CapEff:", "0" * 16]
+        proc = await sb.spawn(["grep", "CapEff", "/proc/self/status"])
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+        assert out.split() == [b"CapEff:", b"0" * 16]
+        for p in ("build", "build/lib", "build/lib/made-by-setup"):
+            assert (repo.worktree / p).stat().st_uid == uid, p
+        assert (await sb.exec("git status --porcelain", timeout=10)).output.strip() == "?? build/"
+
+
+async def test_setup_failure_is_an_infrastructure_error(repo: Repo) -> None:
+    cfg = sandbox_config(repo, setup=["echo boom; exit 7"])
+    with pytest.raises(SandboxError, match=r"exit 7[\s\S]*boom"):
+        async with DockerSandbox(cfg):
+            pass
+    assert _run_labelled(connect(), cfg.run_id) == []
+
+
+async def test_network_bridge_keeps_the_network(repo: Repo) -> None:
+    async with DockerSandbox(sandbox_config(repo, network="bridge")) as sb:
+        assert "eth0" in (await sb.exec("ls /sys/class/net", timeout=10)).output
+
+
+async def test_git_works_inside_and_nothing_written_inside_runs_on_the_host(
+    box: DockerSandbox, repo: Repo, tmp_path: Path
+) -> None:
+    assert (await box.exec("git status --porcelain", timeout=20)).output == ""
+    log = (await box.exec("git log --format=%s", timeout=10)).output.split()
+    assert log == ["second", "first"]
+    await box.file_op("edit", path="hello.py", old_string="hello", new_string="bye")
+    assert "+print('bye')" in (await box.exec("git diff", timeout=10)).output
+
+    markers = [tmp_path / f"pwned-{i}" for i in range(6)]
+    plant = f"""
+        git config core.fsmonitor 'touch {markers[0]}; false'
+        git config filter.evil.clean 'touch {markers[1]}; cat'
+        git config filter.evil.smudge 'touch {markers[1]}; cat'
+        git config filter.evil.process 'touch {markers[1]}'
+        git config diff.evil.textconv 'touch {markers[2]}; cat'
+        git config diff.external 'touch {markers[3]}'
+        git config core.pager 'touch {markers[3]}; cat'
+        mkdir -p /astra/git/hooks && for h in pre-commit post-checkout post-index-change reference-transaction; do
+            printf '#!/bin/sh\\ntouch {markers[4]}\\n' > /astra/git/hooks/$h; chmod +x /astra/git/hooks/$h; done
+        printf '* filter=evil diff=evil\\n' > .gitattributes
+        git add -A && git commit -qm inside
+        echo 'gitdir: /workspace/evil' > .git 2>/dev/null && echo WROTE-DOTGIT
+        rm -f .git 2>/dev/null && echo REMOVED-DOTGIT
+        touch /astra/objects/planted 2>/dev/null && echo WROTE-OBJECTS
+        mkdir -p evil/hooks && printf '[core]\\n\\tfsmonitor = touch {markers[5]}\\n' > evil/config
+        echo planted
+    """
+    trusted_config = (repo.git_dir.parent.parent / "config").read_bytes()
+    trusted_files = sorted(p.relative_to(repo.root / ".git") for p in (repo.root / ".git").rglob("*"))
+    r = await box.exec(plant, timeout=60)
+    assert "planted" in r.output, r.output
+    assert "WROTE-DOTGIT" not in r.output and "REMOVED-DOTGIT" not in r.output
+    assert "WROTE-OBJECTS" not in r.output
+    assert (repo.worktree / ".git").read_text().startswith("gitdir: " + str(repo.root))
+
+    # What the runner's workspace module does afterwards, with trusted git on the host.
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+    base = ["git", "-c", "core.hooksPath=/dev/null", f"--git-dir={repo.git_dir}", f"--work-tree={repo.worktree}"]
+    for args in (["status"], ["diff"], ["diff", "--binary", repo.base], ["add", "-A"], ["diff", "--cached", "--binary"]):
+        out = subprocess.run([*base, *args], env=env, capture_output=True, text=True, check=True).stdout  # noqa: ASYNC221
+        if args == ["diff"]:
+            assert "+print('bye')" in out  # the host sees the change...
+    assert [m.name for m in markers if m.exists()] == []  # ...and ran nothing the sandbox planted
+    assert (repo.git_dir.parent.parent / "config").read_bytes() == trusted_config
+    now = sorted(p.relative_to(repo.root / ".git") for p in (repo.root / ".git").rglob("*"))
+    assert not [p for p in now if p not in trusted_files and "hooks" in str(p)]
+    assert hashlib.sha256(trusted_config).hexdigest()  # unchanged, checked above
+
+
+async def test_docker_kill_mid_call_is_an_infrastructure_error(box: DockerSandbox) -> None:
+    call = asyncio.create_task(box.exec("sleep 60", timeout=120))
+    await asyncio.sleep(0.5)
+    start = time.monotonic()
+    await asyncio.to_thread(connect().api.kill, box.container_id)
+    with pytest.raises(SandboxError, match=r"stopped|gone"):
+        await asyncio.wait_for(call, 20)
+    assert time.monotonic() - start < 5
+    with pytest.raises(SandboxError):
+        await box.exec("true", timeout=5)
+
+
+async def test_close_removes_the_container(repo: Repo) -> None:
+    cfg = sandbox_config(repo)
+    sb = DockerSandbox(cfg)
+    await sb.start()
+    client = connect()
+    assert len(_run_labelled(client, cfg.run_id)) == 1
+    await sb.close()
+    await sb.close()  # twice is fine
+    assert _run_labelled(client, cfg.run_id) == []
+
+
+async def test_missing_image_names_the_build_command(repo: Repo) -> None:
+    cfg = sandbox_config(repo, image="astra-sandbox:no-such-tag")
+    with pytest.raises(SandboxError, match=r"sandbox-images/build\.sh"):
+        async with DockerSandbox(cfg):
+            pass
+    assert _run_labelled(connect(), cfg.run_id) == []
+
+
+def test_leftovers_of_dead_runs_are_reaped() -> None:
+    client = connect()
+    done = subprocess.run(["true"], check=True)  # noqa: F841 - only its pid matters
+    dead_pid = _a_dead_pid()
+    host = socket.gethostname()
+    future, past = str(int(time.time()) + 3600), str(int(time.time()) - 1)
+
+    def make(name: str, pid: int, deadline: str) -> object:
+        return client.containers.run(
+            IMAGE, ["sleep", "300"], name=name, detach=True, network_mode="none", init=True,
+            labels={LABEL: "1", LABEL_RUN_ID: name, LABEL_OWNER_PID: str(pid), LABEL_OWNER_HOST: host,
+                    LABEL_DEADLINE: deadline},
+        )
+
+    suffix = os.urandom(3).hex()
+    dead = make(f"astra-test-dead-owner-{suffix}", dead_pid, future)
+    late = make(f"astra-test-past-deadline-{suffix}", os.getpid(), past)
+    alive = make(f"astra-test-alive-{suffix}", os.getpid(), future)
+    try:
+        reaped = reap_leftovers(client)
+        assert dead.name in reaped and late.name in reaped  # type: ignore[attr-defined]
+        assert alive.name not in reaped  # type: ignore[attr-defined]
+        names = {c.name for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})}
+        assert alive.name in names and dead.name not in names  # type: ignore[attr-defined]
+    finally:
+        for c in (dead, late, alive):
+            with contextlib.suppress(Exception):
+                c.remove(force=True)  # type: ignore[attr-defined]
+
+
+def _a_dead_pid() -> int:
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+
+
+async def test_a_nested_repository_planted_inside_runs_nothing_on_host_git_with_safe_flags(
+    box: DockerSandbox, repo: Repo, tmp_path: Path
+) -> None:
+    """A repo the sandbox makes inside the worktree becomes a gitlink after `git add -A`; plain host
+    `git status`/`git diff` then look into it and run ITS core.fsmonitor (measured with git 2.39).
+    The host must pass --ignore-submodules=all / diff.ignoreSubmodules=all: these are the flags
+    the workspace module needs on top of hooksPath and no system/global config."""
+    marker = tmp_path / "pwned-nested"
+    r = await box.exec(
+        f"mkdir nested && cd nested && git init -q && git config core.fsmonitor 'touch {marker}; false' "
+        "&& echo x > f && git -c core.fsmonitor=false add f && git -c core.fsmonitor=false -c user.name=a -c user.email=a@b commit -qm x && echo ok",
+        timeout=20,
+    )
+    assert "ok" in r.output
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": "/dev/null"}
+    base = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "diff.ignoreSubmodules=all",
+            "-c", "submodule.recurse=false", f"--git-dir={repo.git_dir}", f"--work-tree={repo.worktree}"]
+    for args in (["status", "--ignore-submodules=all"], ["add", "-A"], ["status", "--ignore-submodules=all"],
+                 ["diff", "--binary", "--cached", repo.base], ["diff", repo.base]):
+        subprocess.run([*base, *args], env=env, capture_output=True, check=True)  # noqa: ASYNC221
+    assert not marker.exists()
