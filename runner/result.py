@@ -94,5 +94,6 @@ class RunResult:
             "permission_denials": [asdict(d) for d in self.permission_denials],
             "started_at": self.started_at,
             "base_commit": self.base_commit,
+            "error_kind": self.error_kind,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
         }

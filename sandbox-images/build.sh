@@ -30,8 +30,11 @@ if ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 
-if [[ $force == 0 ]] && have_image "$image"; then
-  log "$image exists (use --force to rebuild)"
+# The image records the hash of its recipe: editing the Dockerfile rebuilds it on the next run.
+recipe="$(cat "$here/Dockerfile" | sha256sum | cut -c1-16)"
+built_recipe="$(docker image inspect -f '{{ index .Config.Labels "astra-run.recipe" }}' "$image" 2>/dev/null || true)"
+if [[ $force == 0 ]] && [[ "$built_recipe" == "$recipe" ]]; then
+  log "$image is up to date (use --force to rebuild)"
   exit 0
 fi
 
@@ -82,5 +85,5 @@ else
 fi
 
 log "building $image from $base"
-docker build --pull=false --build-arg "BASE=$base" -t "$image" "$here" </dev/null
+docker build --pull=false --build-arg "BASE=$base" --label "astra-run.recipe=$recipe" -t "$image" "$here" </dev/null
 log "built $image"

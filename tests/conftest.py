@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+IMAGE = "astra-sandbox:latest"
+REQUIRE_DOCKER = os.environ.get("ASTRA_REQUIRE_DOCKER") == "1"
+
+
+@functools.cache
+def docker_problem() -> str | None:
+    """Why docker tests cannot run here, or None."""
+    if shutil.which("docker") is None:
+        return "the docker CLI is not installed"
+    try:
+        from runner.sandbox.docker import connect
+
+        client = connect(timeout=10)
+        client.images.get(IMAGE)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") is None:
+        return
+    problem = docker_problem()
+    if problem is None:
+        return
+    if REQUIRE_DOCKER:
+        pytest.fail(f"ASTRA_REQUIRE_DOCKER=1 but Docker cannot be used: {problem}", pytrace=False)
+    pytest.skip(f"Docker cannot be used: {problem}")
+
 
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",

@@ -6,9 +6,7 @@ available - unless ASTRA_REQUIRE_DOCKER=1 (CI), where they fail instead.
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,37 +16,9 @@ from pathlib import Path
 import pytest
 
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
+from tests.conftest import IMAGE, docker_problem
 
-IMAGE = "astra-sandbox:latest"
-REQUIRE_DOCKER = os.environ.get("ASTRA_REQUIRE_DOCKER") == "1"
 HOST_SECRET = "sk-ant-host-secret-do-not-leak"
-
-
-@functools.cache
-def docker_problem() -> str | None:
-    """Why docker tests cannot run here, or None."""
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    try:
-        from runner.sandbox.docker import connect
-
-        client = connect(timeout=10)
-        client.images.get(IMAGE)
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("docker") is None:
-        return
-    problem = docker_problem()
-    if problem is None:
-        return
-    if REQUIRE_DOCKER:
-        pytest.fail(f"ASTRA_REQUIRE_DOCKER=1 but Docker cannot be used: {problem}", pytrace=False)
-    pytest.skip(f"Docker cannot be used: {problem}")
 
 
 @pytest.fixture(scope="session", autouse=True)
