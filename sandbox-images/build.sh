@@ -56,6 +56,10 @@ debian_mirror() {
 }
 
 bootstrap_base() {
+  if ! command -v debootstrap >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing debootstrap"
+    apt-get update -qq </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap </dev/null >/dev/null
+  fi
   command -v debootstrap >/dev/null || { log "debootstrap is missing (apt-get install debootstrap, or run scripts/ensure-docker.sh)"; exit 1; }
   [[ $(id -u) == 0 ]] || { log "debootstrap needs root"; exit 1; }
   local mirror dir
