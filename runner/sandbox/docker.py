@@ -105,6 +105,7 @@ PATH is left to the image (a custom image may put a venv first)."""
 # data, so `git status` is clean at start. Nothing here is ever read by host git. The files are
 # written directly (one git process instead of seven: this is on the start path).
 _GIT_INIT = """set -e
+command -v git >/dev/null 2>&1 || exit 0   # a custom image without git: no git inside, that's all
 g={git_dir}
 mkdir -p $g/objects/info $g/refs/heads $g/refs/tags
 cat > $g/config <<'EOF'
