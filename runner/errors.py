@@ -47,6 +47,12 @@ class LimitExceeded(AstraError):
     exit_code = 3
     status = "limit"
 
+    def __init__(self, reason: str, *, limit: str, value: object) -> None:
+        super().__init__(reason)
+        self.limit = limit
+        """The task field that stopped the run: max_turns, max_cost_usd, timeout, circuit_breaker."""
+        self.value = value
+
 
 class Interrupted(AstraError):
     """SIGINT or SIGTERM."""

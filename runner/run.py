@@ -30,7 +30,7 @@ from runner.agent.events import Event, LimitReached, Note, RunError, RunFinished
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
-from runner.errors import AstraError, InfraError, Interrupted, LimitExceeded, ModelAPIError, SandboxError
+from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded, ModelAPIError, SandboxError
 from runner.models.base import Model
 from runner.models.pricing import PriceTable, load_prices
 from runner.policy import Policy
@@ -142,7 +142,10 @@ async def run_task(
             await _phases(ctx, emit)
         except LimitExceeded as exc:
             outcome = exc
-            emit(LimitReached(_limit_name(str(exc)), _limit_value(ctx, str(exc)), str(exc)))
+            emit(LimitReached(exc.limit, exc.value, str(exc)))
+        except ConfigError as exc:  # found only once the run began (a ref, a host variable): exit 2
+            outcome = exc
+            emit(RunError("config", str(exc)))
         except asyncio.CancelledError:
             if interrupt.signum is None:
                 raise
@@ -181,7 +184,8 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
             if agent_stop is not None:
                 raise agent_stop
     except TimeoutError:
-        raise LimitExceeded(f"timeout reached: the run's wall clock limit is {limits.timeout:g}s") from None
+        raise LimitExceeded(f"timeout reached: the run's wall clock limit is {limits.timeout:g}s",
+                            limit="timeout", value=limits.timeout) from None
 
 
 async def _start(ctx: RunContext, emit: EmitFn) -> None:
@@ -374,17 +378,3 @@ def _error_kind(exc: BaseException) -> str:
     if isinstance(exc, GitError):
         return "git"
     return type(exc).__name__.removesuffix("Error").lower() or "internal"
-
-
-def _limit_name(reason: str) -> str:
-    return reason.split(":", 1)[0].split(" reached")[0].strip()
-
-
-def _limit_value(ctx: RunContext, reason: str) -> object:
-    limits = ctx.task.spec.limits
-    name = _limit_name(reason)
-    return {
-        "max_turns": limits.max_turns, "max_cost_usd": limits.max_cost_usd, "timeout": limits.timeout,
-        "circuit breaker": limits.circuit_breaker,
-    }.get(name)
-

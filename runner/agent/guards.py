@@ -33,10 +33,12 @@ class Guards:
 
     def before_model_call(self) -> None:
         if self.turns >= self.max_turns:
-            raise LimitExceeded(f"max_turns reached: {self.turns} of {self.max_turns} turns used")
+            raise LimitExceeded(f"max_turns reached: {self.turns} of {self.max_turns} turns used",
+                                limit="max_turns", value=self.max_turns)
         if self.cost_usd is not None and self.cost_usd >= self.max_cost_usd:
             raise LimitExceeded(
-                f"max_cost_usd reached: ${self.cost_usd:.4f} spent, limit ${self.max_cost_usd:g}"
+                f"max_cost_usd reached: ${self.cost_usd:.4f} spent, limit ${self.max_cost_usd:g}",
+                limit="max_cost_usd", value=self.max_cost_usd,
             )
 
     def model_call_failed(self, error: str) -> None:
@@ -44,7 +46,8 @@ class Guards:
         if self.model_failures >= self.circuit_breaker:
             raise LimitExceeded(
                 f"circuit breaker: {self.model_failures} consecutive failed model calls "
-                f"(circuit_breaker: {self.circuit_breaker}); last error: {error}"
+                f"(circuit_breaker: {self.circuit_breaker}); last error: {error}",
+                limit="circuit_breaker", value=self.circuit_breaker,
             )
 
     def model_call_succeeded(self) -> None:
@@ -72,5 +75,6 @@ class Guards:
         if self.tool_failures >= self.circuit_breaker:
             raise LimitExceeded(
                 f"circuit breaker: {self.tool_failures} consecutive failed tool calls "
-                f"(circuit_breaker: {self.circuit_breaker})"
+                f"(circuit_breaker: {self.circuit_breaker})",
+                limit="circuit_breaker", value=self.circuit_breaker,
             )

@@ -113,7 +113,8 @@ def test_turn_limit_keeps_the_work(tmp_path: Path) -> None:
     assert r["status"] == "limit" and "max_turns" in r["reason"] and "2" in r["reason"]
     assert r["turns"] == 2
     assert "return 0" in (out / "patch.diff").read_text()  # the edit of turn 2 is kept
-    assert any(e["type"] == "limit" for e in events(out))
+    limit = next(e for e in events(out) if e["type"] == "limit")
+    assert (limit["limit"], limit["value"]) == ("max_turns", 2)
 
 
 def test_circuit_breaker_and_repeat_callout(tmp_path: Path) -> None:
@@ -280,3 +281,11 @@ def test_console_in_ci_has_no_escape_codes(tmp_path: Path) -> None:
     lines = proc.stdout.splitlines()
     assert any(line.startswith("[turn 2] edit: calc.py") for line in lines), proc.stdout
     assert "SUCCESS" in lines[-4] or any("SUCCESS" in line for line in lines[-5:])
+
+
+def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+    task, _, out = scenario(tmp_path, FIX, ref="no-such-branch")
+    proc = astra("run", str(task), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no-such-branch does not name a commit" in proc.stdout + proc.stderr
+    assert result_of(out)["status"] == "error"
