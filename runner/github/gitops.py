@@ -1,0 +1,129 @@
+"""Host git for the GitHub flow: fetching the base and PR head, and the one commit that is pushed.
+
+Everything runs through runner.workspace's safety rules (system/global config off, hooks off,
+fsmonitor off). The commit is made without any working tree: a private index file gets the base
+commit's tree, the patch is applied to that index only (`git apply --cached`), and
+`write-tree`/`commit-tree` make the commit. The checkout's working tree, HEAD and index are
+never touched, and nothing the sandbox wrote is read except the patch text itself.
+
+The token reaches git only for `fetch`/`push` to origin, as an `http.<server>/.extraheader` set
+through `GIT_CONFIG_COUNT` environment variables of that one process: never written to any config
+file. Pushes never force: a plain `<sha>:refs/heads/<branch>` refspec that fails if it is not a
+fast-forward.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.workspace import GitError, git
+
+AUTHOR_NAME = "astra-run"
+AUTHOR_EMAIL = "astra-run@users.noreply.github.com"
+PROTECTED_PREFIXES = (".github/workflows/", ".github/actions/")
+"""Changes here run with the repository's secrets once pushed: published only when allowed."""
+
+
+def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
+    return proc.stdout.decode("utf-8", "replace").strip()
+
+
+def git_dir_of(checkout: Path) -> Path:
+    proc = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], work_tree=checkout)
+    return Path(_out(proc))
+
+
+def auth_env(token: str, server_url: str) -> dict[str, str]:
+    """Config for one git process: the token as an extra header for `server_url` only."""
+    if not token:
+        return {}
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    key = f"http.{server_url.rstrip('/')}/.extraheader"
+    return {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "",  # reset any header a checkout persisted
+        "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": f"AUTHORIZATION: basic {basic}",
+    }
+
+
+def _remote_git(args: Sequence[str], git_dir: Path, token: str, server_url: str) -> subprocess.CompletedProcess[bytes]:
+    """git fetch/push to origin with a minimal environment: the token, and no other secret."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                                       "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy") if k in os.environ}
+    env.update({"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+                "GIT_ASKPASS": "/bin/false", "LC_ALL": "C"})
+    env.update(auth_env(token, server_url))
+    cmd = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "protocol.file.allow=always",
+           f"--git-dir={git_dir}", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, env=env, stdin=subprocess.DEVNULL, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} timed out") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        if token:
+            err = err.replace(token, "[REDACTED]")
+        raise GitError(f"git {' '.join(args[:2])} failed: {err}")
+    return proc
+
+
+def fetch(git_dir: Path, refspec_src: str, local_ref: str, token: str, server_url: str) -> str:
+    """Fetch `refspec_src` from origin into `local_ref`; returns the commit it names."""
+    _remote_git(["fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "origin",
+                 f"+{refspec_src}:{local_ref}"], git_dir, token, server_url)
+    return rev_parse(git_dir, local_ref)
+
+
+def rev_parse(git_dir: Path, ref: str) -> str:
+    return _out(git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"], git_dir=git_dir))
+
+
+def has_commit(git_dir: Path, sha: str) -> bool:
+    return git(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir, check=False).returncode == 0
+
+
+def read_file_at(git_dir: Path, commit: str, path: str) -> str | None:
+    proc = git(["show", f"{commit}:{path}"], git_dir=git_dir, check=False)
+    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    files: tuple[str, ...]
+
+
+def protected_files(files: Sequence[str]) -> list[str]:
+    return [f for f in files if any(f.startswith(p) for p in PROTECTED_PREFIXES)]
+
+
+def commit_patch(git_dir: Path, base: str, patch: Path, message: str,
+                 extra_env: Mapping[str, str] | None = None) -> Commit:
+    """One commit: `patch` applied on `base` in a private index (no working tree). Never pushes."""
+    with tempfile.TemporaryDirectory(prefix="astra-publish-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
+               "GIT_AUTHOR_NAME": AUTHOR_NAME, "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
+               "GIT_COMMITTER_NAME": AUTHOR_NAME, "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL, **(extra_env or {})}
+        git(["read-tree", base], git_dir=git_dir, env=env)
+        git(["apply", "--cached", "--binary", "--whitespace=nowarn", str(patch)], git_dir=git_dir, env=env)
+        names = git(["diff", "--cached", "--name-only", "-z", "--no-renames", base], git_dir=git_dir, env=env)
+        files = tuple(n for n in names.stdout.decode("utf-8", "replace").split("\0") if n)
+        tree = _out(git(["write-tree"], git_dir=git_dir, env=env))
+        msg_file = Path(tmp) / "message"
+        msg_file.write_text(message, encoding="utf-8")
+        sha = _out(git(["commit-tree", tree, "-p", base, "-F", str(msg_file)], git_dir=git_dir, env=env))
+    return Commit(sha, files)
+
+
+def push(git_dir: Path, sha: str, branch: str, token: str, server_url: str) -> None:
+    """Push `sha` to origin's `refs/heads/<branch>`: creates it or fast-forwards it, never forces."""
+    if branch.startswith(("+", "-")) or ":" in branch:
+        raise GitError(f"refusing to push to the branch name {branch!r}")
+    _remote_git(["push", "--quiet", "--no-verify", "origin", f"{sha}:refs/heads/{branch}"],
+                git_dir, token, server_url)
