@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from runner.models.pricing import PriceTable, load_prices
 from runner.policy import Policy
 from runner.redact import Redactor, expand_host_vars
 from runner.reports.console import Console
-from runner.reports.files import write_reports
+from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult, VerifyResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
@@ -342,16 +341,6 @@ async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
             emit(Note(f"kept the worktree at {ctx.workspace.path}"))
         else:
             await asyncio.to_thread(ctx.workspace.remove)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: readers never see half a patch."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def redact_result(result: RunResult, redactor: Redactor) -> RunResult:

@@ -8,6 +8,7 @@ file is left as it was. patch.diff and trajectory.jsonl are written elsewhere.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -25,11 +26,20 @@ from runner.result import RunResult
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def _file_mode() -> int:
+    """What a plain open() would give: 0666 less the umask (mkstemp's 0600 would surprise CI users)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_atomic(path: Path, write: Callable[[IO[str]], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             write(fh)
             fh.flush()
@@ -54,6 +64,16 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Bytes written as is (a patch must not be decoded), atomically like the text files."""
+
+    def write(fh: IO[str]) -> None:
+        fh.flush()
+        fh.buffer.write(data)  # type: ignore[attr-defined]  # a real text file has its binary buffer
+
+    _write_atomic(path, write)
 
 
 def write_text_atomic(path: Path, text: str) -> None:
