@@ -48,6 +48,10 @@ class Redactor:
         # Longest first, so a secret that contains another is masked whole.
         self._ordered = sorted(self._values, key=len, reverse=True)
 
+    @property
+    def known_values(self) -> tuple[str, ...]:
+        return tuple(self._ordered)
+
     def text(self, text: str) -> str:
         for value in self._ordered:
             if value in text:

@@ -69,6 +69,8 @@ class RunResult:
     cost_usd: float | None = 0.0
     """None when some model's price is unknown."""
     base_commit: str | None = None
+    patch_excluded: list[str] = field(default_factory=list)
+    """Changed files left out of patch.diff, each with why (special, huge, unreadable, holds a secret)."""
     error_kind: str | None = None
     """For status error: which lane (sandbox, model_api, git, mcp, internal)."""
 
@@ -95,5 +97,6 @@ class RunResult:
             "started_at": self.started_at,
             "base_commit": self.base_commit,
             "error_kind": self.error_kind,
+            "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
         }

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded, ModelAPIError, SandboxError
 from runner.models.base import Model
 from runner.models.pricing import PriceTable, load_prices
-from runner.policy import Policy
+from runner.patch import compute_patch
+from runner.policy import Allow, Policy
 from runner.redact import Redactor, expand_host_vars
 from runner.reports.console import Console
 from runner.reports.files import write_bytes_atomic, write_reports
@@ -166,25 +168,32 @@ async def run_task(
 
 
 async def _phases(ctx: RunContext, emit: EmitFn) -> None:
-    spec = ctx.task.spec
-    limits = spec.limits
+    """Start, agent, patch, verify. The wall clock covers all but the patch, which is the work
+    itself: it is taken even when the clock ran out (with its own time limit)."""
+    limits = ctx.task.spec.limits
+    deadline = asyncio.get_running_loop().time() + limits.timeout
+    timeout = LimitExceeded(f"timeout reached: the run's wall clock limit is {limits.timeout:g}s",
+                            limit="timeout", value=limits.timeout)
+    agent_stop: LimitExceeded | None = None
     try:
-        async with asyncio.timeout(limits.timeout):
+        async with asyncio.timeout_at(deadline):
             await _start(ctx, emit)
             assert ctx.agent is not None
-            agent_stop: LimitExceeded | None = None
             try:
                 async for event in ctx.agent.run():
                     emit(event)
             except LimitExceeded as exc:
                 agent_stop = exc
-            await _write_patch(ctx)
-            await _verify(ctx, emit)
-            if agent_stop is not None:
-                raise agent_stop
     except TimeoutError:
-        raise LimitExceeded(f"timeout reached: the run's wall clock limit is {limits.timeout:g}s",
-                            limit="timeout", value=limits.timeout) from None
+        raise timeout from None
+    await _write_patch(ctx, emit)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await _verify(ctx, emit)
+    except TimeoutError:
+        raise timeout from None
+    if agent_stop is not None:
+        raise agent_stop
 
 
 async def _start(ctx: RunContext, emit: EmitFn) -> None:
@@ -200,13 +209,16 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
 
         emit(Note(LOCAL_WARNING, level="warning"))
     ctx.model = make_model(spec.model or "", task.base_dir)
+    objects = None
+    if spec.sandbox.backend == "docker":
+        objects = await asyncio.to_thread(ctx.workspace.export_objects)
     ctx.sandbox = make_sandbox(
         spec.sandbox.backend,
         SandboxConfig(
             run_id=ctx.run_id, worktree=ctx.workspace.path, env=env, setup=tuple(spec.sandbox.setup),
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
-            git_dir=ctx.workspace.git_dir, base_commit=ctx.workspace.base_commit,
+            git_dir=ctx.workspace.git_dir, base_commit=ctx.workspace.base_commit, git_objects=objects,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
@@ -225,11 +237,16 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
             instructions = (name, text)
             break
     scripted = (spec.model or "").startswith("scripted:")
+    policy = Policy.from_spec(spec.policy)
+
+    def may_access(tool: str, path: str) -> bool:
+        return isinstance(policy.check(tool, {"path": path, "pattern": "."}), Allow)
+
     ctx.agent = Agent(
         model=ctx.model,
         tools=tools,
-        policy=Policy.from_spec(spec.policy),
-        tool_context=ToolContext(ctx.sandbox, spec.limits.tool_timeout),
+        policy=policy,
+        tool_context=ToolContext(ctx.sandbox, spec.limits.tool_timeout, may_access=may_access),
         guards=Guards(spec.limits.max_turns, spec.limits.max_cost_usd, spec.limits.circuit_breaker),
         system=build_system_prompt(ctx.workspace.base_commit, instructions,
                                    [n for n in tools.names() if n.startswith("mcp__")]),
@@ -239,14 +256,38 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     )
 
 
-async def _write_patch(ctx: RunContext) -> None:
-    """Write patch.diff from the worktree as it is now. Called once, as soon as the agent stops."""
+async def _write_patch(ctx: RunContext, emit: EmitFn) -> None:
+    """Write patch.diff from the worktree as it is now, once, as soon as the agent stops.
+
+    The sandbox is paused meanwhile, so nothing inside can race host git. A patch that cannot be
+    computed leaves an empty patch.diff and says why: it never ends the run without outputs.
+    """
     if ctx.patch_written or ctx.workspace is None:
         return
+    paused = False
+    try:
+        if ctx.sandbox is not None:
+            try:
+                await ctx.sandbox.pause()
+                paused = True
+            except Exception as exc:  # a dead container: nothing left to race
+                emit(Note(f"could not pause the sandbox for the patch: {exc}", level="warning"))
+        patch = await compute_patch(ctx.workspace, secrets=ctx.redactor.known_values)
+    except (InfraError, OSError) as exc:
+        ctx.notes.append(f"the patch could not be computed: {exc}")
+        write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
+        ctx.patch_written = True
+        return
+    finally:
+        if paused and ctx.sandbox is not None:
+            with contextlib.suppress(Exception):
+                await ctx.sandbox.resume()
+    write_bytes_atomic(ctx.out_dir / "patch.diff", ctx.redactor.known_values_bytes(patch.data))
     ctx.patch_written = True
-    patch, stats = await asyncio.to_thread(ctx.workspace.diff)
-    ctx.result.patch = stats
-    write_bytes_atomic(ctx.out_dir / "patch.diff", ctx.redactor.known_values_bytes(patch))
+    ctx.result.patch = patch.stats
+    ctx.result.patch_excluded = [f"{path} ({why})" for path, why in patch.excluded]
+    for path, why in patch.excluded:
+        emit(Note(f"left out of the patch: {path} ({why})", level="warning"))
 
 
 async def _verify(ctx: RunContext, emit: EmitFn) -> None:
@@ -282,10 +323,8 @@ async def _finish(
 ) -> None:
     """Status, patch (if not yet written), reports, cleanup. Runs whatever happened before."""
     result, state = ctx.result, (ctx.agent.state if ctx.agent else AgentState())
-    try:
-        await _write_patch(ctx)
-    except (InfraError, OSError) as exc:
-        ctx.notes.append(f"the patch could not be computed: {exc}")
+    if ctx.workspace is not None:
+        await _write_patch(ctx, emit)
     _set_outcome(ctx, state, outcome)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
@@ -339,8 +378,24 @@ async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
     if ctx.workspace is not None:
         if keep:
             emit(Note(f"kept the worktree at {ctx.workspace.path}"))
+            nested = await asyncio.to_thread(_nested_git_dirs, ctx.workspace.path)
+            if nested:
+                emit(Note("the kept worktree holds nested git repositories the agent may have planted "
+                          f"(their config can run commands when you use git in them): {', '.join(nested)}",
+                          level="warning"))
         else:
             await asyncio.to_thread(ctx.workspace.remove)
+
+
+def _nested_git_dirs(root: Path, limit: int = 20) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath != str(root) and (".git" in dirnames or ".git" in filenames):
+            found.append(os.path.relpath(dirpath, root))
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        if len(found) >= limit:
+            break
+    return found
 
 
 def redact_result(result: RunResult, redactor: Redactor) -> RunResult:

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ConfigError, InfraError
-from runner.result import FileChange, PatchStats
 from runner.task import is_git_url
 
 GIT_TIMEOUT_S = 600.0
 OWNER_FILE = "owner.json"
-_SAFE_CONFIG = (
+SAFE_CONFIG = (
     "-c", "core.hooksPath=/dev/null",
     "-c", "core.fsmonitor=false",
     "-c", "core.untrackedCache=false",
@@ -74,7 +73,7 @@ def git(
     timeout: float = GIT_TIMEOUT_S,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run host git safely. Output is bytes (patches must not be decoded or stripped)."""
-    cmd = ["git", *_SAFE_CONFIG]
+    cmd = ["git", *SAFE_CONFIG]
     if git_dir is not None:
         cmd.append(f"--git-dir={git_dir}")
     if work_tree is not None:
@@ -134,7 +133,7 @@ def trusted_git_dir(repo: str, cache: Path) -> Path:
         return mirror
     path = Path(repo)
     found = subprocess.run(
-        ["git", *_SAFE_CONFIG, "-C", str(path), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        ["git", *SAFE_CONFIG, "-C", str(path), "rev-parse", "--path-format=absolute", "--git-common-dir"],
         capture_output=True, env=git_env(), stdin=subprocess.DEVNULL, timeout=60,
     )
     if found.returncode != 0:
@@ -191,8 +190,38 @@ class Workspace:
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
                    lock=lock)
 
-    def _patch_git(self, args: Sequence[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[bytes]:
-        return git(args, git_dir=self.patch_git_dir, work_tree=self.path, env=env)
+    def export_objects(self) -> Path:
+        """A store of only the objects the base commit reaches, for git inside the sandbox.
+
+        Mounting the trusted objects dir itself would show the model every other branch, stash
+        and dangling object of the user's repository; this shows the base history and no more.
+        """
+        store = self.path.parent / "objects.git"
+        git(["init", "--bare", "--quiet", str(store)])
+        env = git_env()
+        pack = subprocess.Popen(
+            ["git", *SAFE_CONFIG, f"--git-dir={self.git_dir}", "pack-objects", "--revs", "--stdout", "-q"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        index = subprocess.Popen(
+            ["git", *SAFE_CONFIG, f"--git-dir={store}", "index-pack", "--stdin"],
+            stdin=pack.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        )
+        assert pack.stdin is not None and pack.stdout is not None
+        pack.stdout.close()  # index-pack owns it now
+        pack.stdin.write(f"{self.base_commit}\n".encode())
+        pack.stdin.close()
+        try:
+            _, index_err = index.communicate(timeout=GIT_TIMEOUT_S)
+            pack.wait(timeout=GIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            pack.kill()
+            index.kill()
+            raise GitError("exporting the base history for the sandbox timed out") from None
+        if pack.returncode != 0 or index.returncode != 0:
+            err = (pack.stderr.read() if pack.stderr else b"") + index_err
+            raise GitError(f"exporting the base history for the sandbox failed: {err.decode(errors='replace')}")
+        return store / "objects"
 
     def read_base_file(self, name: str, commit: str | None = None) -> str | None:
         """A file as it is at the base commit, or `commit` (never as the sandbox may have changed it)."""
@@ -200,26 +229,6 @@ class Workspace:
         if proc.returncode != 0:
             return None
         return proc.stdout.decode("utf-8", "replace")
-
-    def diff(self) -> tuple[bytes, PatchStats]:
-        """`git diff --binary` of the worktree against the base, new and deleted files included.
-
-        Uses a private git dir and a throwaway index: the worktree's own index and any config
-        (which `git` inside the sandbox may have changed) are neither read nor written.
-        """
-        index = self.path.parent / "patch.index"
-        index.unlink(missing_ok=True)
-        env = {"GIT_INDEX_FILE": str(index)}
-        try:
-            self._patch_git(["read-tree", self.base_commit], env)
-            self._patch_git(["add", "--all", "--", "."], env)
-            common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
-                      "--ignore-submodules=all", self.base_commit]
-            patch = self._patch_git(["diff", "--binary", "--full-index", *common], env).stdout
-            numstat = self._patch_git(["diff", "--numstat", "-z", *common], env).stdout
-        finally:
-            index.unlink(missing_ok=True)
-        return patch, _parse_numstat(numstat)
 
     def remove(self) -> None:
         """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
@@ -231,22 +240,6 @@ class Workspace:
             with contextlib.suppress(InfraError):
                 git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         shutil.rmtree(self.path.parent, ignore_errors=True)
-
-
-def _parse_numstat(raw: bytes) -> PatchStats:
-    files: list[FileChange] = []
-    for entry in raw.decode("utf-8", "replace").split("\0"):
-        if not entry.strip():
-            continue
-        added, deleted, path = entry.split("\t", 2)
-        binary = added == "-"
-        files.append(FileChange(path, 0 if binary else int(added), 0 if binary else int(deleted), binary))
-    return PatchStats(
-        files_changed=len(files),
-        insertions=sum(f.insertions for f in files),
-        deletions=sum(f.deletions for f in files),
-        files=tuple(files),
-    )
 
 
 def worktree_lock(cache: Path, git_dir: Path) -> Path:

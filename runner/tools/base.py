@@ -7,6 +7,7 @@ the validation of what it sends come from the same class, so they cannot drift a
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,12 +24,19 @@ class ToolInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PathCheck = Callable[[str, str], bool]
+"""(tool, workspace-relative path) -> may that tool touch it? The permission policy, for paths."""
+
+
 @dataclass(frozen=True)
 class ToolContext:
     sandbox: Sandbox
     tool_timeout: float
     """The task's limit for one call; a bash call may ask for less, never more."""
     output_limit: int = MODEL_OUTPUT_LIMIT
+    may_access: PathCheck | None = None
+    """The policy judged the path the model named; a symlink can lead elsewhere. Tools that read
+    re-check the *real* paths they touched with this (writes through symlinks are refused)."""
 
 
 def cap_text(text: str, limit: int = MODEL_OUTPUT_LIMIT) -> str:

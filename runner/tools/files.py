@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from runner.sandbox.base import ToolFailure
 from runner.tools.base import Tool, ToolContext, ToolInput
 
 _PATH = "Path relative to the workspace root, or absolute under /workspace."
@@ -22,6 +23,9 @@ class Read(Tool):
 
     async def run(self, args: ReadInput, ctx: ToolContext) -> str:
         r = await ctx.sandbox.file_op("read", path=args.path, offset=args.offset, limit=args.limit)
+        resolved = r.get("resolved")
+        if isinstance(resolved, str) and ctx.may_access is not None and not ctx.may_access("read", resolved):
+            raise ToolFailure(f"permission denied: {args.path} leads to {resolved}, which the policy does not let read")
         content = str(r.get("content", ""))
         total, first, last = r.get("total_lines", 0), r.get("first", 1), r.get("last", 0)
         if total == 0:

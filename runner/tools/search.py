@@ -24,9 +24,17 @@ class Grep(Tool):
             "grep", pattern=args.pattern, path=args.path, glob=args.glob, ignore_case=args.ignore_case
         )
         matches = [str(m) for m in r.get("matches", [])]
+        hidden = 0
+        if ctx.may_access is not None:  # no reading through grep what the policy keeps from grep
+            denied = tuple(f + ":" for f in {m.split(":", 1)[0] for m in matches} | set(r.get("files", []))
+                           if not ctx.may_access("grep", f))
+            kept = [m for m in matches if not m.startswith(denied)] if denied else matches
+            hidden, matches = len(matches) - len(kept), kept
         if not matches:
-            return "[no matches]"
+            return "[no matches]" + (f" ({hidden} in files the policy does not allow)" if hidden else "")
         tail = "\n[more matches not shown; narrow the pattern or path]" if r.get("truncated") else ""
+        if hidden:
+            tail += f"\n[{hidden} matches in files the policy does not allow are not shown]"
         return "\n".join(matches) + tail
 
 

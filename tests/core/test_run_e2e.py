@@ -289,3 +289,4 @@ def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no-such-branch does not name a commit" in proc.stdout + proc.stderr
     assert result_of(out)["status"] == "error"
+

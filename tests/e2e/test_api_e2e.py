@@ -258,3 +258,27 @@ def test_docker_kill_mid_run_exits_4_with_the_patch_so_far(tmp_path: Path) -> No
     assert "progress.txt" in (out / "patch.diff").read_text()
     assert subprocess.run(["docker", "ps", "-aq", "--filter", f"label=astra-run.run-id={run_id}"],
                           capture_output=True, text=True).stdout.strip() == ""
+
+
+@pytest.mark.docker
+def test_git_inside_sees_the_base_history_and_nothing_else(tmp_path: Path) -> None:
+    from tests.conftest import sh_git
+
+    task, repo, out = setup_task(tmp_path, "docker", verify=[])
+    sh_git(repo, "checkout", "-qb", "private")
+    (repo / "creds.txt").write_text("PRIVATE-BRANCH-CRED\n")
+    sh_git(repo, "add", "-A")
+    sh_git(repo, "commit", "-qm", "private")
+    sh_git(repo, "checkout", "-q", "main")
+    (repo / "calc.py").write_text("PRIVATE-UNCOMMITTED-STASH\n")
+    sh_git(repo, "stash", "-q")
+    turns = [{"tool_calls": [{"name": "bash", "input": {
+        "command": "git log --oneline | wc -l; git status --short | wc -l; "
+                   "git cat-file --batch-all-objects --batch | grep -c PRIVATE || true"}}]},
+             {"text": "done"}]
+    with FakeMessagesAPI(turns, api_key=API_KEY) as api:
+        proc = run(task, cli_env(api, tmp_path))
+        seen = json.dumps(api.requests[1]["messages"][-1]["content"][0]["content"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PRIVATE" not in seen.replace("grep -c PRIVATE", "")
+    assert seen.startswith('"1\\n0\\n0')  # one commit of history, a clean status, no private object
