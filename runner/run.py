@@ -26,7 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.agent.events import Event, LimitReached, Note, RunError, RunFinished, RunStarted, VerifyFinished
+from runner.agent.events import (
+    Event,
+    LimitReached,
+    Note,
+    RunError,
+    RunFinished,
+    RunStarted,
+    SandboxReady,
+    VerifyFinished,
+)
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
@@ -222,7 +231,9 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
+    sandbox_started = time.monotonic()
     await ctx.sandbox.start()
+    emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - sandbox_started, 3)))
     tools = ToolRegistry.builtin()
     if spec.mcp_servers:
         from runner.mcp import McpServers

@@ -52,6 +52,15 @@ class Note(Event):
 
 
 @dataclass(frozen=True)
+class SandboxReady(Event):
+    """The sandbox is up (setup done, network cut, helper answering): the agent starts next."""
+
+    kind: ClassVar[str] = "sandbox_ready"
+    backend: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
 class ModelTurn(Event):
     kind: ClassVar[str] = "model_turn"
     turn: int

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.agent.events import Event, ModelTurn, Note, RunError, RunFinished, RunStarted
+from runner.agent.events import Event, ModelTurn, RunError, RunFinished, RunStarted, SandboxReady
 from runner.batch.aggregate import Entry, read_result, skipped_record
 from runner.batch.manifest import PlannedTask
 from runner.batch.progress import Progress
@@ -103,18 +103,14 @@ class TaskWatch(Console):
         self.turns = 0
         self.cost: float | None = 0.0
         self._on_update = on_update
-        self._sandbox_starting = False
         self.on_workspace: Callable[[], None] = lambda: None
         """Called once the run has its worktree (or has ended): releases the repository's lock."""
 
     def on_event(self, event: Event) -> None:
         try:
-            if isinstance(event, Note) and event.message.startswith("starting the ") and not self._sandbox_starting:
-                self._sandbox_starting = True  # the next event comes after the sandbox is up
-                return
             if isinstance(event, RunStarted | RunError | RunFinished):
                 self.on_workspace()
-            if self._sandbox_starting or isinstance(event, RunError | RunFinished):
+            if isinstance(event, SandboxReady | RunError | RunFinished):
                 self.started.set()
             if isinstance(event, ModelTurn):
                 self.turns, self.cost = event.turn, event.cost_usd
