@@ -290,3 +290,19 @@ def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
     assert "no-such-branch does not name a commit" in proc.stdout + proc.stderr
     assert result_of(out)["status"] == "error"
 
+
+
+def test_cleanup_removes_what_dead_runs_left(tmp_path: Path) -> None:
+    from runner.workspace import Workspace
+
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    cache = tmp_path / "cache"
+    run_dir = cache / "runs" / "crashed-run"
+    ws = Workspace.create(str(repo), None, run_dir, cache)
+    owner = json.loads((run_dir / "owner.json").read_text())
+    (run_dir / "owner.json").write_text(json.dumps({**owner, "pid": 2**22 + 1}))  # above pid_max: never alive
+    proc = astra("cleanup", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 worktree(s) of dead runs" in proc.stdout and "crashed-run" in proc.stdout
+    assert not ws.path.exists()
+    assert sh_git(repo, "worktree", "list").count("\n") == 0
