@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,22 @@ _HELPER_REPLY_GRACE_S = 15.0
 
 class ToolFailure(Exception):
     """A tool call failed in a way the model should hear about (and may fix)."""
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_env(env: Mapping[str, str], *, one_line: bool = False) -> dict[str, str]:
+    """Environment for a sandboxed process, checked: ToolFailure on a name that is not
+    `[A-Za-z_][A-Za-z0-9_]*`, a value with a NUL, or (`one_line`: for an env file) a newline or
+    CR. Names and values may come from the repository (`.mcp.json`): they must stay data."""
+    bad = "\n\r\0" if one_line else "\0"
+    for name, value in env.items():
+        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+            raise ToolFailure(f"invalid environment variable name {name!r}")
+        if not isinstance(value, str) or any(c in value for c in bad):
+            raise ToolFailure(f"environment variable {name}: the value must be one line of text without NUL")
+    return dict(env)
 
 
 @dataclass(frozen=True)
@@ -203,6 +220,13 @@ class Sandbox(ABC):
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         """Start a long-lived process in the sandbox with stdin/stdout piped (MCP stdio servers)."""
 
+    async def pause(self) -> None:  # noqa: B027 - a no-op unless the backend can freeze
+        """Freeze every process of the sandbox (while host git reads the worktree); `resume`
+        thaws them. A no-op where the backend cannot freeze (local)."""
+
+    async def resume(self) -> None:  # noqa: B027
+        """Undo `pause`."""
+
     async def __aenter__(self) -> Self:
         try:
             await self.start()
@@ -240,7 +264,7 @@ class Sandbox(ABC):
             command=command,
             timeout_s=timeout,
             limit=output_limit,
-            env=dict(env or {}),
+            env=check_env(env or {}),
         )
         return ExecResult(
             exit_code=r.get("exit_code"),

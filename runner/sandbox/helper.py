@@ -37,9 +37,15 @@ MAX_LINE_CHARS = 2000
 MAX_LIST = 1000
 MAX_GREP_MATCHES = 500
 MAX_GREP_FILE_BYTES = 8 * 1024 * 1024
+MAX_FILE_BYTES = 20 * 1024 * 1024
+"""read and edit load the whole file: past this size they refuse (a huge file would OOM the helper)."""
 BINARY_SNIFF = 8192
 SKIP_DIRS = {".git"}
 EXEC_GRACE_S = 0.2
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_DUMPABLE = 4
+QUIESCE_S = 5.0
 
 
 class OpError(Exception):
@@ -132,13 +138,20 @@ class Capped:
 
 
 class Runner:
-    """Runs commands, each in its own process group, and can kill one by request id."""
+    """Runs commands, each in its own process group, and can kill one by request id.
+
+    Nothing a call started outlives it: the helper is a child subreaper (see `main`), so whatever
+    a command leaves behind - `setsid server &`, a double fork - is re-parented to the helper
+    when its parent dies, and `sweep` kills every descendant that no running call owns.
+    """
 
     def __init__(self, ws: Workspace, env: dict[str, str]) -> None:
         self.ws = ws
         self.env = env
         self.running: dict[Any, subprocess.Popen[bytes]] = {}
         self.lock = threading.Lock()
+        """Held while a command is being started and registered, and while sweeping: the sweep
+        must never see a call's fresh process before it is in `running`."""
 
     def kill(self, rid: Any) -> bool:
         with self.lock:
@@ -149,10 +162,24 @@ class Runner:
         return True
 
     def kill_all(self) -> None:
-        with self.lock:
-            procs = list(self.running.values())
-        for proc in procs:
+        """The runner is gone: kill every call and everything they left (no lock: may run in a
+        signal handler while the main thread holds it)."""
+        for proc in list(self.running.values()):
             _kill_group(proc)
+        _sweep(set(), time.monotonic() + 1.0)
+
+    def sweep(self) -> int:
+        """Kill the descendants of the helper that no running call owns; reap them. How many died."""
+        killed = 0
+        deadline = time.monotonic() + 1.0
+        while True:
+            with self.lock:
+                owned = {p.pid for p in self.running.values()}
+                n, left = _sweep_once(owned)
+            killed += n
+            if not left or time.monotonic() > deadline:
+                return killed
+            time.sleep(0.002)
 
     def exec(self, rid: Any, req: Request) -> Request:
         command = req.get("command")
@@ -161,30 +188,39 @@ class Runner:
         timeout = float(req.get("timeout_s") or 120)
         limit = int(req.get("limit") or 30000)
         env = dict(self.env)
-        env.update({str(k): str(v) for k, v in (req.get("env") or {}).items()})
+        extra = req.get("env") or {}
+        if not isinstance(extra, dict):
+            raise OpError("`env` must map names to strings")
+        for k, v in extra.items():
+            if not isinstance(k, str) or not ENV_NAME.match(k):
+                raise OpError(f"invalid environment variable name {k!r}")
+            if not isinstance(v, str) or "\0" in v:
+                raise OpError(f"environment variable {k}: the value must be a string without NUL bytes")
+            env[k] = v
         cwd = self.ws.resolve(req.get("cwd") or ".")
         start = time.monotonic()
-        proc = subprocess.Popen(
-            ["/bin/bash", "-c", command] if os.path.exists("/bin/bash") else ["/bin/sh", "-c", command],
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own session and process group: killed as one
-        )
         with self.lock:
+            proc = subprocess.Popen(
+                ["/bin/bash", "-c", command] if os.path.exists("/bin/bash") else ["/bin/sh", "-c", command],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own session and process group: killed as one
+            )
             self.running[rid] = proc
         out = Capped(limit)
         timed_out = False
         try:
             timed_out = _pump(proc, out, start + timeout)
         finally:
-            # Whatever the command left behind (`server &`) dies with it: nothing outlives a call.
+            # Whatever the command left behind (`server &`, `setsid server &`) dies with it.
             _kill_group(proc)
             proc.wait()
             with self.lock:
                 self.running.pop(rid, None)
+            self.sweep()
         text, truncated = out.text()
         return {
             "exit_code": None if timed_out else proc.returncode,
@@ -194,6 +230,88 @@ class Runner:
             "output_bytes": out.total,
             "duration_s": round(time.monotonic() - start, 4),
         }
+
+
+# ----------------------------------------------------------------- processes, via /proc
+
+_HAS_CHILDREN_FILE = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+"""/proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN; without it, scan all of /proc."""
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, state, start time in ticks) of every process visible in /proc."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ..." - comm may hold spaces and parentheses: split after the last ')'
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        with contextlib.suppress(IndexError, ValueError):
+            table[int(entry)] = (int(fields[1]), fields[0].decode(), int(fields[19]))
+    return table
+
+
+def _children_of(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return kids
+    for tid in tasks:  # orphans are re-parented to any live thread of the subreaper
+        with contextlib.suppress(OSError, ValueError), open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids.extend(int(x) for x in f.read().split())
+    return kids
+
+
+def _descendants(roots: list[int], table: dict[int, tuple[int, str, int]] | None) -> list[int]:
+    """roots and everything below them."""
+    below: dict[int, list[int]] = {}
+    for pid, (ppid, _state, _start) in (table or {}).items():
+        below.setdefault(ppid, []).append(pid)
+    seen: list[int] = []
+    todo = list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.append(pid)
+        todo.extend(below.get(pid, []) if table is not None else _children_of(pid))
+    return seen
+
+
+def _sweep_once(owned: set[int]) -> tuple[int, bool]:
+    """One pass: SIGKILL every descendant of this process outside the `owned` children's trees
+    and reap the dead among our direct children (never an owned one: its Popen waits for it).
+    Returns (signals sent, whether any unowned child is still there)."""
+    me = os.getpid()
+    table = None if _HAS_CHILDREN_FILE else _proc_table()
+    children = _children_of(me) if table is None else [pid for pid, (pp, _s, _t) in table.items() if pp == me]
+    strays = [pid for pid in children if pid not in owned]
+    if not strays:
+        return 0, False
+    sent = 0
+    for pid in _descendants(strays, table):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            sent += 1
+    left = False
+    for pid in strays:
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        left = left or done == 0
+    return sent, left
+
+
+def _sweep(owned: set[int], deadline: float) -> None:
+    while _sweep_once(owned)[1] and time.monotonic() < deadline:
+        time.sleep(0.002)
 
 
 def _pump(proc: subprocess.Popen[bytes], out: Capped, deadline: float) -> bool:
@@ -243,19 +361,26 @@ def _is_binary(data: bytes) -> bool:
     return b"\0" in data[:BINARY_SNIFF]
 
 
-def _read_bytes(real: str) -> bytes:
+def _read_bytes(real: str, path: Any) -> bytes:
     if os.path.isdir(real):
         raise OpError("is a directory (use ls)")
     if not os.path.isfile(real):
         raise OpError("not a regular file")
     with open(real, "rb") as f:
-        return f.read()
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(MAX_FILE_BYTES + 1)  # the size may change under us: never read past the cap
+    if max(size, len(data)) > MAX_FILE_BYTES:
+        raise OpError(
+            f"{path}: {max(size, len(data))} bytes, over the {MAX_FILE_BYTES >> 20} MB this tool loads; "
+            "look at parts of it with bash (`head -n 100`, `sed -n '2000,2100p'`, `grep -n`)"
+        )
+    return data
 
 
 def op_read(ws: Workspace, req: Request) -> Request:
     path = req.get("path")
     real = ws.resolve(path)
-    data = _read_bytes(real)
+    data = _read_bytes(real, path)
     if _is_binary(data):
         raise OpError(f"{path}: binary file ({len(data)} bytes); inspect it with bash (file, xxd)")
     offset = max(int(req.get("offset") or 1), 1)
@@ -272,7 +397,9 @@ def op_read(ws: Workspace, req: Request) -> Request:
             line = line[:MAX_LINE_CHARS] + f" [... line cut at {MAX_LINE_CHARS} characters]"
         numbered.append(f"{n:6}\t{line}")
     last = offset - 1 + len(chosen)
-    return {"content": "\n".join(numbered), "total_lines": total, "first": offset, "last": last}
+    # `resolved`: the file actually read (symlinks followed), so the caller can judge that path.
+    return {"content": "\n".join(numbered), "total_lines": total, "first": offset, "last": last,
+            "resolved": ws.display(real)}
 
 
 def _write_file(ws: Workspace, path: str, content: str) -> str:
@@ -312,7 +439,7 @@ def op_edit(ws: Workspace, req: Request) -> Request:
     real = ws.resolve_for_write(path)
     if not os.path.lexists(real):
         raise OpError(f"{path}: no such file or directory")
-    data = _read_bytes(real)
+    data = _read_bytes(real, path)
     if _is_binary(data):
         raise OpError(f"{path}: binary file; edit works on text only")
     text = data.decode("utf-8", "replace")
@@ -406,6 +533,9 @@ def op_glob(ws: Workspace, req: Request) -> Request:
 
 
 def op_grep(ws: Workspace, req: Request) -> Request:
+    """Matches as `rel:line:text` and `files`, the files that matched. Every path is the real one
+    relative to the root: the start path is resolved, and the walk follows no symlink (a symlinked
+    directory is not entered, a symlinked file is skipped)."""
     pattern = req.get("pattern")
     if not isinstance(pattern, str) or not pattern:
         raise OpError("`pattern` must be a non-empty string")
@@ -418,7 +548,8 @@ def op_grep(ws: Workspace, req: Request) -> Request:
     glob_rx = _glob_re(file_glob if "/" in file_glob else "**/" + file_glob) if file_glob else None
     files = [top] if os.path.isfile(top) else _walk(ws, top)
     matches: list[str] = []
-    files_matched, truncated = 0, False
+    matched_files: list[str] = []
+    truncated = False
     for real in files:
         rel = os.path.relpath(real, ws.root)
         if glob_rx and not glob_rx.match(rel):
@@ -427,10 +558,10 @@ def op_grep(ws: Workspace, req: Request) -> Request:
             if os.path.islink(real) or os.path.getsize(real) > MAX_GREP_FILE_BYTES:
                 continue
             with open(real, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_GREP_FILE_BYTES + 1)
         except OSError:
             continue
-        if _is_binary(data):
+        if len(data) > MAX_GREP_FILE_BYTES or _is_binary(data):
             continue
         hit = False
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
@@ -440,15 +571,55 @@ def op_grep(ws: Workspace, req: Request) -> Request:
                     truncated = True
                     break
                 matches.append(f"{rel}:{n}:{line[:500]}")
-        files_matched += hit
+        if hit:
+            matched_files.append(rel)
         if truncated:
             break
-    return {"matches": matches, "files_matched": files_matched, "truncated": truncated}
+    return {"matches": matches, "files_matched": len(matched_files), "files": matched_files,
+            "truncated": truncated}
 
 
 def op_stat(ws: Workspace, req: Request) -> Request:
     real = ws.resolve(req.get("path"), must_exist=False)
     return {"exists": os.path.lexists(real), "is_dir": os.path.isdir(real)}
+
+
+def quiesce(runner: Runner) -> Request:
+    """Kill every process in the container but PID 1 (docker's init), the bounded `sleep` it
+    started and this helper - i.e. whatever setup left running - before the agent phase.
+
+    Only for the root setup helper of the docker backend (`--setup-phase`): it runs in the
+    container's PID namespace and holds CAP_KILL. The `sleep` is told apart from a look-alike
+    started by setup by its start time: it is the oldest child of PID 1, started before any
+    `docker exec`. Repeats until nothing is left (a fork loop may race the first pass) or
+    QUIESCE_S passes; zombies are reaped or left to their parent (they run nothing).
+    """
+    me = os.getpid()
+    deadline = time.monotonic() + QUIESCE_S
+    keep: set[int] | None = None
+    killed: set[int] = set()
+    while True:
+        table = _proc_table()
+        if keep is None:
+            under_init = [(start, pid) for pid, (ppid, _state, start) in table.items() if ppid == 1]
+            keep = {1, me} | ({min(under_init)[1]} if under_init else set())
+        with runner.lock:
+            owned = {p.pid for p in runner.running.values()}
+        left = [pid for pid, (_ppid, state, _start) in table.items()
+                if pid not in keep and pid not in owned and state != "Z"]
+        for pid, (ppid, state, _start) in table.items():
+            if state == "Z" and ppid == me and pid not in owned:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        if not left:
+            return {"killed": len(killed), "left": []}
+        if time.monotonic() > deadline:
+            return {"killed": len(killed), "left": sorted(left)}
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+        time.sleep(0.01)
 
 
 FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
@@ -461,10 +632,13 @@ FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
 
 
 class Server:
-    def __init__(self, ws: Workspace, env: dict[str, str]) -> None:
+    def __init__(self, ws: Workspace, env: dict[str, str], *, setup_phase: bool = False) -> None:
         self.ws = ws
         self.runner = Runner(ws, env)
         self.out_lock = threading.Lock()
+        self.setup_phase = setup_phase
+        """The docker backend's root setup helper (`--setup-phase`): only it may `quiesce` (on the
+        host, or as the agent, that would kill every process it may signal)."""
 
     def send(self, msg: Request) -> None:
         line = json.dumps(msg, ensure_ascii=False) + "\n"
@@ -480,6 +654,8 @@ class Server:
                 result = self.runner.exec(rid, req)
             elif op in FILE_OPS:
                 result = FILE_OPS[op](self.ws, req)
+            elif op == "quiesce" and self.setup_phase:
+                result = quiesce(self.runner)
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}
@@ -543,6 +719,21 @@ def drop_capabilities() -> None:
         raise OSError("capabilities are still held after capset")
 
 
+def become_subreaper() -> None:
+    """Orphans of the commands we run become our children instead of PID 1's, so that
+    `Runner.sweep` finds what `setsid cmd &` left behind. Best effort: Linux only."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)) == 0
+    except Exception:  # not Linux, no libc: best effort
+        return False
+
+
 def _cap_line(name: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -552,7 +743,7 @@ def _cap_line(name: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    root, virtual, drop_caps = ".", "/workspace", False
+    root, virtual, drop_caps, setup_phase = ".", "/workspace", False, False
     i = 0
     while i < len(argv):
         if argv[i] == "--root":
@@ -561,6 +752,8 @@ def main(argv: list[str]) -> int:
             virtual, i = argv[i + 1], i + 2
         elif argv[i] == "--drop-caps":
             drop_caps, i = True, i + 1
+        elif argv[i] == "--setup-phase":
+            setup_phase, i = True, i + 1
         elif argv[i] == "--exec":  # `--exec ARGV...`: drop capabilities, then become ARGV (spawn)
             if drop_caps:
                 drop_capabilities()
@@ -570,8 +763,13 @@ def main(argv: list[str]) -> int:
             return 2
     if drop_caps:
         drop_capabilities()  # before any thread exists: capset acts on the calling thread only
+    become_subreaper()
+    if setup_phase:
+        # Setup commands run as root with the same capabilities as this helper: without this
+        # they could ptrace it (no Yama in many CI kernels) and keep it alive past `quiesce`.
+        _prctl(PR_SET_DUMPABLE, 0)
     # The environment commands get is the helper's own, which its launcher set up cleanly.
-    server = Server(Workspace(root, virtual), dict(os.environ))
+    server = Server(Workspace(root, virtual), dict(os.environ), setup_phase=setup_phase)
 
     def terminate(_signum: int, _frame: object) -> None:
         server.runner.kill_all()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from runner.errors import SandboxError
-from runner.sandbox.base import HELPER_PATH, Sandbox
+from runner.sandbox.base import HELPER_PATH, Sandbox, check_env
 
 LOCAL_WARNING = (
     "--sandbox local runs the model's commands directly on this machine, "
@@ -61,7 +61,7 @@ class LocalSandbox(Sandbox):
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         full_env = base_env(self.config.env)
-        full_env.update(env or {})
+        full_env.update(check_env(env or {}))
         return await asyncio.create_subprocess_exec(
             *argv, cwd=self.config.worktree, env=full_env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

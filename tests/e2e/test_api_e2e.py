@@ -264,7 +264,7 @@ def test_docker_kill_mid_run_exits_4_with_the_patch_so_far(tmp_path: Path) -> No
 def test_git_inside_sees_the_base_history_and_nothing_else(tmp_path: Path) -> None:
     from tests.conftest import sh_git
 
-    task, repo, out = setup_task(tmp_path, "docker", verify=[])
+    task, repo, _ = setup_task(tmp_path, "docker", verify=[])
     sh_git(repo, "checkout", "-qb", "private")
     (repo / "creds.txt").write_text("PRIVATE-BRANCH-CRED\n")
     sh_git(repo, "add", "-A")

@@ -193,3 +193,60 @@ async def test_spawn_talks_over_stdio(sandbox: Sandbox) -> None:
     assert (await asyncio.wait_for(proc.stdout.readline(), 10)).strip() == b"ping"
     proc.stdin.close()
     assert await asyncio.wait_for(proc.wait(), 10) == 0
+
+
+async def test_setsid_children_do_not_outlive_the_call(sandbox: Sandbox) -> None:
+    """`setsid cmd &` leaves the call's process group: the helper (a child subreaper) still finds
+    it and kills it once the call is over - while another call's process lives on."""
+    arg = f"97.{secrets.randbelow(10**6)}"
+    other = f"96.{secrets.randbelow(10**6)}"
+    slow = asyncio.create_task(sandbox.exec(f"sleep {other} & sleep 3; echo slow", timeout=20))
+    await asyncio.sleep(0.3)
+    r = await sandbox.exec(f"setsid sh -c 'sleep {arg}' & setsid -f sh -c 'sleep {arg}'; echo started", timeout=10)
+    assert r.ok and "started" in r.output
+    assert (await sandbox.exec("true", timeout=10)).ok
+    assert _host_processes_with(b"sleep\0" + arg.encode()) == []
+    inside = await sandbox.exec("ps -eo args", timeout=10)
+    assert f"sleep {arg}" not in inside.output
+    assert f"sleep {other}" in inside.output  # the concurrent call's own child is left alone
+    assert (await slow).output.strip() == "slow"
+
+
+async def test_bad_env_names_are_refused(sandbox: Sandbox) -> None:
+    for env in ({"A=B": "x"}, {"1X": "x"}, {"": "x"}, {"X Y": "x"}):
+        with pytest.raises(ToolFailure, match="invalid environment variable name"):
+            await sandbox.spawn(["true"], env=env)
+        with pytest.raises(ToolFailure, match="invalid environment variable name"):
+            await sandbox.exec("true", timeout=10, env=env)
+
+
+async def test_pause_and_resume_are_safe_to_call(sandbox: Sandbox) -> None:
+    await sandbox.pause()
+    await sandbox.resume()
+    assert (await sandbox.exec("echo ok", timeout=10)).output.strip() == "ok"
+
+
+async def test_read_and_edit_refuse_huge_files(sandbox: Sandbox) -> None:
+    big = sandbox.config.worktree / "huge.log"
+    with big.open("wb") as f:
+        f.truncate(21 * 1024 * 1024)  # sparse: 21 MB of NULs on paper
+    with pytest.raises(ToolFailure, match=r"22020096 bytes.*over the 20 MB.*sed -n"):
+        await sandbox.file_op("read", path="huge.log")
+    with pytest.raises(ToolFailure, match="over the 20 MB"):
+        await sandbox.file_op("edit", path="huge.log", old_string="a", new_string="b")
+
+
+async def test_read_and_grep_report_real_paths(sandbox: Sandbox) -> None:
+    await sandbox.file_op("write", path="pkg/mod.py", content="needle = 1\n")
+    root = sandbox.config.worktree
+    (root / "alias.py").symlink_to("pkg/mod.py")
+    (root / "pkg_link").symlink_to("pkg")
+    r = await sandbox.file_op("read", path="alias.py")
+    assert r["resolved"] == "pkg/mod.py" and "needle" in r["content"]
+    assert (await sandbox.file_op("read", path="pkg/mod.py"))["resolved"] == "pkg/mod.py"
+    g = await sandbox.file_op("grep", pattern="needle")  # the walk enters no symlink
+    assert g["matches"] == ["pkg/mod.py:1:needle = 1"] and g["files"] == ["pkg/mod.py"]
+    for start in ("alias.py", "pkg_link", "pkg_link/mod.py"):
+        g = await sandbox.file_op("grep", pattern="needle", path=start)
+        assert g["files"] == ["pkg/mod.py"], start
+        assert g["matches"] == ["pkg/mod.py:1:needle = 1"], start

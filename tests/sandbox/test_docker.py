@@ -9,12 +9,14 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from runner.errors import SandboxError
+from runner.sandbox import ToolFailure
+from runner.sandbox.base import HelperClient
 from runner.sandbox.docker import (
     LABEL,
     LABEL_DEADLINE,
@@ -22,6 +24,7 @@ from runner.sandbox.docker import (
     LABEL_OWNER_PID,
     LABEL_RUN_ID,
     DockerSandbox,
+    _remove_container,
     connect,
     reap_leftovers,
 )
@@ -258,3 +261,165 @@ async def test_a_nested_repository_planted_inside_runs_nothing_on_host_git_with_
                  ["diff", "--binary", "--cached", repo.base], ["diff", repo.base]):
         subprocess.run([*base, *args], env=env, capture_output=True, check=True)  # noqa: ASYNC221
     assert not marker.exists()
+
+
+async def test_spawn_env_never_configures_the_host_docker_cli(box: DockerSandbox, tmp_path: Path) -> None:
+    """A repository's `.mcp.json` env reaches `spawn`: as the CLI's environment it would point
+    DOCKER_HOST at ssh:// and PATH at a fake `ssh` - code execution on the host."""
+    bin_dir, marker = tmp_path / "evil-bin", tmp_path / "pwned-ssh"
+    bin_dir.mkdir()
+    fake = bin_dir / "ssh"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    fake.chmod(0o755)
+    secret = "s3cret-value-not-on-a-command-line"
+    env = {"DOCKER_HOST": "ssh://u@h", "PATH": f"{bin_dir}:/usr/bin:/bin", "DOCKER_CONFIG": str(tmp_path),
+           "GODEBUG": "x509ignoreCN=0", "MCP_TOKEN": secret, "SPACED": " a=b "}
+    proc = await box.spawn(["sh", "-c", 'printf "%s|%s|%s|[%s]\\n" "$DOCKER_HOST" "$PATH" "$MCP_TOKEN" "$SPACED"'],
+                           env=env)
+    cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert not marker.exists(), err
+    assert out.decode().strip() == f"ssh://u@h|{bin_dir}:/usr/bin:/bin|{secret}|[ a=b ]", err
+    assert secret.encode() not in cmdline and b"ssh://" not in cmdline
+    with pytest.raises(ToolFailure, match="one line"):
+        await box.spawn(["true"], env={"X": "a\nY=injected"})
+    env_dir = box._env_dir
+    assert env_dir is not None and (env_dir.stat().st_mode & 0o777) == 0o700
+    await asyncio.sleep(1)  # the process exited: its env file is gone
+    assert list(env_dir.iterdir()) == []
+    await box.close()
+    assert not env_dir.exists()
+
+
+async def test_setup_leftovers_die_before_the_agent_phase(repo: Repo) -> None:
+    """A process started by setup with `setsid ... &` outlived the root setup helper: root, with
+    the setup capabilities, for the whole agent phase - and could leave a setuid-root binary or
+    unreadable root files in the worktree on the host."""
+    uid = 1000
+    subprocess.run(["chown", "-R", f"{uid}:{uid}", str(repo.worktree)], check=True)  # noqa: ASYNC221
+    attack = ("setsid sh -c 'sleep 3; cp /bin/dash /workspace/sh; chmod 4755 /workspace/sh; "
+              "echo x > /workspace/rootfile; chmod 600 /workspace/rootfile' & sleep 0.2")
+    early = "cp /bin/dash /workspace/early-sh; chmod 6755 /workspace/early-sh; mkdir -m 2775 /workspace/sgid-dir"
+    cfg = sandbox_config(repo, setup=[early, attack], uid=uid, gid=uid)
+    async with DockerSandbox(cfg) as sb:
+        ps = (await sb.exec("ps -eo pid=,uid=,args=", timeout=10)).output.splitlines()
+        root = [line.split(None, 2) for line in ps if line.split()[1] == "0"]
+        assert [r[0] for r in root][:1] == ["1"] and len(root) == 2, ps
+        assert root[1][2].startswith("sleep "), ps
+        await asyncio.sleep(4)
+        assert not (repo.worktree / "sh").exists()
+        assert not (repo.worktree / "rootfile").exists()
+        for name in ("early-sh", "sgid-dir"):  # made by setup itself: no set-id bit, the user's
+            st = (repo.worktree / name).stat()
+            assert st.st_mode & 0o6000 == 0 and st.st_uid == uid, name
+
+
+async def test_pause_freezes_every_process_until_resume(box: DockerSandbox) -> None:
+    counter = box.config.worktree / "counter"
+    loop = asyncio.create_task(box.exec(
+        "i=0; while [ $i -lt 1000 ]; do i=$((i+1)); echo $i > counter.tmp; mv counter.tmp counter; sleep 0.05; done",
+        timeout=120))
+    try:
+        for _ in range(100):
+            if counter.exists():
+                break
+            await asyncio.sleep(0.05)
+        await box.pause()
+        await box.pause()  # twice is fine
+        frozen = counter.read_text()
+        await asyncio.sleep(1)
+        assert counter.read_text() == frozen
+        await box.resume()
+        await asyncio.sleep(0.5)
+        assert int(counter.read_text()) > int(frozen)
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+
+
+async def test_close_of_a_paused_sandbox_removes_it(repo: Repo) -> None:
+    cfg = sandbox_config(repo)
+    sb = DockerSandbox(cfg)
+    await sb.start()
+    await sb.pause()
+    start = time.monotonic()
+    await sb.close()
+    assert time.monotonic() - start < 10
+    assert _run_labelled(connect(), cfg.run_id) == []
+
+
+def test_removal_is_idempotent(repo: Repo) -> None:
+    client = connect()
+    c = client.containers.run(IMAGE, ["sleep", "60"], detach=True, network_mode="none", init=True,
+                              labels={LABEL: "1", LABEL_OWNER_PID: str(os.getpid())})
+    _remove_container(client, str(c.id))
+    _remove_container(client, str(c.id))  # 404: already done
+    _remove_container(client, "0" * 64)
+
+
+def _api_error(status: int) -> Exception:
+    import docker
+    import requests
+
+    response = requests.Response()
+    response.status_code = status
+    return docker.errors.APIError(f"{status} from the daemon", response=response)
+
+
+def test_control_calls_retry_transient_failures_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import docker
+    import requests
+
+    from runner.sandbox import docker as backend
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(backend.time, "sleep", sleeps.append)
+
+    def flaky(*errors: Exception) -> Callable[[], str]:
+        queue = list(errors)
+
+        def call() -> str:
+            if queue:
+                raise queue.pop(0)
+            return "ok"
+        return call
+
+    transient = [_api_error(500), requests.exceptions.ConnectionError("reset"), requests.exceptions.ReadTimeout("slow")]
+    assert backend._control(flaky(*transient), "test") == "ok"
+    assert len(sleeps) == 3 and all(0.2 <= s <= 8 * 1.5 for s in sleeps)
+    assert sleeps[2] > sleeps[0] / 3  # backoff grows (jitter aside)
+    sleeps.clear()
+    for status in (400, 404, 409):
+        call = flaky(_api_error(status))
+        with pytest.raises(docker.errors.APIError):
+            backend._control(call, "test")
+        assert sleeps == []
+    with pytest.raises(docker.errors.APIError):  # gives up after CONTROL_ATTEMPTS
+        backend._control(flaky(*[_api_error(503)] * 10), "test")
+    assert len(sleeps) == backend.CONTROL_ATTEMPTS - 1
+
+
+async def test_quiesce_kills_all_but_init_and_its_sleep(box: DockerSandbox) -> None:
+    """The setup helper's `quiesce`, against a process outside its own tree (which its per-call
+    sweep cannot see); then the daemon-side check that nothing but init and sleep is left."""
+    assert box.container_id is not None
+    cid = box.container_id
+    arg = f"555.{os.getpid()}"
+    subprocess.run(["docker", "exec", "-d", cid, "sh", "-c", f"setsid sleep {arg} & sleep {arg}"], check=True)  # noqa: ASYNC221
+    await asyncio.sleep(0.5)
+    with pytest.raises(SandboxError, match="still running"):
+        await asyncio.to_thread(box._check_only_init_left)
+    proc = await asyncio.create_subprocess_exec(
+        "docker", "exec", "-i", "-u", "0:0", cid, "python3", "-I", "/astra/helper.py", "--root", "/workspace",
+        "--setup-phase", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    root_helper = HelperClient(proc, "test")
+    try:
+        r = await root_helper.request("quiesce", timeout=30)
+        assert r["left"] == [] and r["killed"] >= 3  # the two sleeps and their shell, the agent helper
+        assert (await root_helper.request("ping", timeout=10))["uid"] == 0
+        ps = (await root_helper.request("exec", timeout=10, command="ps -eo pid=,args=", timeout_s=10))["output"]
+        assert arg not in ps and " 1 /sbin/docker-init" in " " + ps.strip(), ps
+    finally:
+        await root_helper.close()
+    await asyncio.to_thread(box._check_only_init_left)  # only init and the sleep
