@@ -198,6 +198,11 @@ class LoadedTask:
 # ---------------------------------------------------------------- loading with line numbers
 
 
+def line_of(root: yaml.Node | None, *loc: int | str) -> int:
+    """The line (1-based) where the field at `loc` is written, or the deepest written part of it."""
+    return _node_line(root, loc)[0]
+
+
 def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> tuple[int, bool]:
     """Line (1-based) where the field at `loc` is written: its key in a mapping, its item in a list.
 

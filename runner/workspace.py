@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import ConfigError, InfraError
+from runner.procs import pid_alive
 from runner.task import is_git_url
 
 GIT_TIMEOUT_S = 600.0
@@ -247,16 +248,6 @@ def worktree_lock(cache: Path, git_dir: Path) -> Path:
     return cache / "locks" / (hashlib.sha256(str(git_dir).encode()).hexdigest()[:16] + ".lock")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cleanup_dead_runs(cache: Path) -> list[str]:
     """Remove the worktrees (and run dirs) of runs whose owning process is gone on this host."""
     removed: list[str] = []
@@ -268,7 +259,7 @@ def cleanup_dead_runs(cache: Path) -> list[str]:
             owner = json.loads((run_dir / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if owner.get("host") != socket.gethostname() or _alive(int(owner.get("pid", 0))):
+        if owner.get("host") != socket.gethostname() or pid_alive(int(owner.get("pid", 0))):
             continue
         git_dir = Path(owner.get("git_dir", ""))
         with _locked(worktree_lock(cache, git_dir)):

@@ -36,7 +36,7 @@ from runner.errors import ConfigError
 from runner.models.scripted import PREFIX as SCRIPTED
 from runner.models.scripted import resolve_script
 from runner.settings import Flags, Settings, apply_overrides
-from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, load_task, parse_yaml
+from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, line_of, load_task, parse_yaml
 
 RESERVED_NAMES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl"})
 """The batch's aggregate files in OUT/: no task directory may take their place."""
@@ -77,28 +77,6 @@ class PlannedTask:
     task: LoadedTask
 
 
-def _line(root: yaml.Node | None, *loc: str | int) -> int:
-    """Line (1-based) of the field at `loc`, or of the deepest part of it that is written."""
-    if root is None:
-        return 1
-    node: yaml.Node = root
-    line = root.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == part:
-                    line, child = key.start_mark.line + 1, value
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            return line
-        node = child
-    return line
-
-
 def _field(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
@@ -114,7 +92,7 @@ def _messages(
         loc = [*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))]
         what = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(
             err["type"], str(err["msg"]).removeprefix("Value error, "))
-        lines.append(f"{source}:{_line(root, *loc)}: {_field(loc)}: {what}")
+        lines.append(f"{source}:{line_of(root, *loc)}: {_field(loc)}: {what}")
     return lines
 
 
@@ -159,7 +137,7 @@ def load_manifest(path: str | os.PathLike[str], settings: Settings, out: Path) -
     for i, pattern in enumerate(spec.tasks):
         files = _expand(base, pattern)
         if not files:
-            errors.append(f"{source}:{_line(root, 'tasks', i)}: tasks[{i}]: {pattern!r} matches no file")
+            errors.append(f"{source}:{line_of(root, 'tasks', i)}: tasks[{i}]: {pattern!r} matches no file")
         for task_file in files:
             if task_file in seen:
                 continue  # listed twice (two globs): run once
@@ -199,10 +177,10 @@ def _check_defaults(defaults: Mapping[str, Any], source: str, root: yaml.Node | 
     errors = []
     for key in defaults:
         if key == "name":
-            errors.append(f"{source}:{_line(root, 'defaults', key)}: defaults.name: a name cannot be a default "
+            errors.append(f"{source}:{line_of(root, 'defaults', key)}: defaults.name: a name cannot be a default "
                           "(every task needs its own)")
         elif key not in TaskSpec.model_fields:
-            errors.append(f"{source}:{_line(root, 'defaults', key)}: defaults.{key}: unknown key")
+            errors.append(f"{source}:{line_of(root, 'defaults', key)}: defaults.{key}: unknown key")
     if errors:
         return errors
     try:  # the types of the defaults, checked once here rather than once per task file
@@ -222,7 +200,7 @@ def _matrix_tasks(
     try:
         data, troot = parse_yaml(template.read_text(encoding="utf-8"), shown)
     except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{source}:{_line(root, 'matrix', 'template')}: matrix.template: cannot read {shown}: {exc}")
+        errors.append(f"{source}:{line_of(root, 'matrix', 'template')}: matrix.template: cannot read {shown}: {exc}")
         return []
     except ConfigError as exc:
         errors.append(str(exc))
@@ -240,7 +218,7 @@ def _matrix_tasks(
         else:
             resolved = str((base / repo).resolve())
             if not Path(resolved).is_dir():
-                errors.append(f"{source}:{_line(root, 'matrix', 'repos', ri)}: matrix.repos[{ri}]: "
+                errors.append(f"{source}:{line_of(root, 'matrix', 'repos', ri)}: matrix.repos[{ri}]: "
                               f"{resolved} does not exist or is not a directory")
                 continue
         for ref in refs:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runner.errors import SandboxError
+from runner.procs import pid_alive
 from runner.sandbox.base import HELPER_PATH, WORKSPACE, Sandbox, SandboxConfig, check_env
 
 T = TypeVar("T")
@@ -197,7 +198,7 @@ def reap_leftovers(client: Any | None = None) -> list[str]:
             pid = int(labels.get(LABEL_OWNER_PID) or 0)
         except ValueError:
             deadline, pid = 0.0, 0
-        dead_owner = labels.get(LABEL_OWNER_HOST) == host and not _pid_alive(pid)
+        dead_owner = labels.get(LABEL_OWNER_HOST) == host and not pid_alive(pid)
         if c.get("State") in ("exited", "dead") or (deadline and now > deadline) or dead_owner:
             with contextlib.suppress(Exception):
                 _remove_container(client, c["Id"])
@@ -239,18 +240,6 @@ def _remove_container(client: Any, cid: str) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _short(exc: BaseException) -> str:

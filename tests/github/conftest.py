@@ -154,18 +154,3 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setattr(run_mod, "make_model", recording_make_model)
         w.script(FIX)
         yield w
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Docker tests: skipped without an engine and image, failed instead when ASTRA_REQUIRE_DOCKER=1."""
-    if item.get_closest_marker("docker") is None:
-        return
-    from tests.sandbox.conftest import docker_problem
-
-    problem = docker_problem()
-    if problem is None:
-        return
-    if os.environ.get("ASTRA_REQUIRE_DOCKER") == "1":
-        pytest.fail(f"ASTRA_REQUIRE_DOCKER=1 but Docker cannot be used: {problem}", pytrace=False)
-    pytest.skip(f"Docker cannot be used: {problem}")

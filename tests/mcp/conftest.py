@@ -1,16 +1,13 @@
 """Helpers for the MCP tests: run a task through the real CLI with a scripted model, read its
 outputs, serve the fake MCP server over HTTP, and check that no server process is left.
 
-Docker tests (`@pytest.mark.docker`) skip when Docker or the sandbox image is missing, and fail
-instead when ASTRA_REQUIRE_DOCKER=1 (as in tests/sandbox).
+Docker tests (`@pytest.mark.docker`) skip or fail by the one hook in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,29 +26,6 @@ from tests.conftest import make_repo
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_SERVER = ROOT / "tests" / "fakes" / "mcp_server.py"
 STDLIB_SERVER = Path(__file__).with_name("stdlib_server.py")
-IMAGE = "astra-sandbox:latest"
-REQUIRE_DOCKER = os.environ.get("ASTRA_REQUIRE_DOCKER") == "1"
-
-
-@functools.cache
-def docker_problem() -> str | None:
-    if shutil.which("docker") is None:
-        return "the docker CLI is not installed"
-    r = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        return (r.stderr or r.stdout).strip()[-300:] or f"no image {IMAGE}"
-    return None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("docker") is None or (problem := docker_problem()) is None:
-        return
-    if REQUIRE_DOCKER:
-        pytest.fail(f"ASTRA_REQUIRE_DOCKER=1 but Docker cannot be used: {problem}", pytrace=False)
-    pytest.skip(f"Docker cannot be used: {problem}")
-
-
 def new_tag() -> str:
     return f"astra-mcp-test-{uuid.uuid4().hex[:10]}"
 

@@ -21,8 +21,8 @@ from runner.sandbox import SandboxConfig, make_sandbox
 from runner.sandbox.base import ToolFailure
 from runner.task import McpServerSpec
 from runner.tools import ToolContext
-from tests.conftest import make_repo, sh_git
-from tests.mcp.conftest import IMAGE, STDLIB_SERVER, new_tag, run_task
+from tests.conftest import IMAGE, make_repo, sh_git
+from tests.mcp.conftest import STDLIB_SERVER, new_tag, run_task
 
 pytestmark = pytest.mark.docker
 DOCKER = {"backend": "docker", "image": IMAGE, "memory": "1g", "pids": 256}
