@@ -218,6 +218,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
 
         emit(Note(LOCAL_WARNING, level="warning"))
     ctx.model = make_model(spec.model or "", task.base_dir)
+    if (spec.model or "").startswith("scripted:"):
+        emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     objects = None
     if spec.sandbox.backend == "docker":
         objects = await asyncio.to_thread(ctx.workspace.export_objects)
