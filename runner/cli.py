@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -17,7 +16,6 @@ from runner import __version__
 from runner.errors import AstraError, ConfigError
 
 if TYPE_CHECKING:
-    from runner.run import Interrupt
     from runner.settings import Flags, Settings
     from runner.task import LoadedTask
 
@@ -123,26 +121,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, console: object) -> int:
-    from runner.run import Interrupt, run_task
+    from runner.run import Interrupt, install_signal_handlers, run_task
 
     interrupt = Interrupt()
     install_signal_handlers(interrupt)
     result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt)  # type: ignore[arg-type]
     return result.exit_code
-
-
-def install_signal_handlers(interrupt: Interrupt) -> None:
-    """SIGINT/SIGTERM: remember which, cancel the current task; the run writes its outputs."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-
-    def on_signal(signum: int) -> None:
-        if interrupt.signum is None and task is not None:
-            interrupt.signum = signum
-            task.cancel()
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
 
 
 # ------------------------------------------------------------------------------- validate

@@ -20,11 +20,12 @@ import dataclasses
 import datetime as dt
 import os
 import secrets
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from runner.agent.events import (
     Event,
@@ -45,7 +46,6 @@ from runner.models.pricing import PriceTable, load_prices
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
 from runner.redact import Redactor, expand_host_vars
-from runner.reports.console import Console
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult, VerifyResult
@@ -61,6 +61,16 @@ if TYPE_CHECKING:
 EmitFn = Callable[[Event], None]
 JUNIT_LIMIT = 8 * 1024 * 1024
 VERIFY_OUTPUT_LIMIT = 30_000
+
+
+class RunObserver(Protocol):
+    """What a run reports its progress to (the console, a batch's progress table)."""
+
+    redact: Callable[[str], str]
+
+    def on_event(self, event: Event) -> None: ...
+
+    def finish(self, result: RunResult) -> None: ...
 
 
 @dataclass
@@ -88,9 +98,24 @@ class RunContext:
     model: Model | None = None
     agent: Agent | None = None
     instructions_commit: str | None = None
+    step_summary: bool = True
     patch_written: bool = False
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+def install_signal_handlers(interrupt: Interrupt) -> None:
+    """SIGINT/SIGTERM: remember which, cancel the current task; the run writes its outputs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        if interrupt.signum is None and task is not None:
+            interrupt.signum = signum
+            task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
 
 
 def new_run_id(task_name: str) -> str:
@@ -113,14 +138,20 @@ async def run_task(
     settings: Settings,
     *,
     keep: bool = False,
-    console: Console | None = None,
+    console: RunObserver | None = None,
     interrupt: Interrupt | None = None,
     instructions_commit: str | None = None,
+    secrets: Sequence[str] = (),
+    step_summary: bool = True,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
-    `instructions_commit`: read AGENTS.md / CLAUDE.md from this commit instead of the base (a
-    pull request's run reads them from its base branch, never from the head it works on).
+    `console`: anything with `on_event`, `finish` and a settable `redact` (a Console, or a batch's
+    silent observer). `instructions_commit`: read AGENTS.md / CLAUDE.md from this commit instead
+    of the base (a pull request's run reads them from its base branch, never from the head it
+    works on). `secrets`: values to redact besides the API key, GITHUB_TOKEN and `${NAME}` values
+    (a caller that removed a token from the environment passes it here). `step_summary`: append
+    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead).
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
@@ -132,11 +163,12 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor()
+    redactor = Redactor(secrets)
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
+        step_summary=step_summary,
     )
     if console is not None:
         console.redact = redactor.text
@@ -347,7 +379,8 @@ async def _finish(
         write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
     emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
                      result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
-    for warning in write_reports(ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices):
+    for warning in write_reports(ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices,
+                                 step_summary=ctx.step_summary):
         emit(Note(warning, level="warning"))
     await _cleanup(ctx, keep, emit)
 

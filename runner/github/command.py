@@ -164,9 +164,8 @@ class _GitHubRun:
         return exit_code
 
     async def _run(self, task: LoadedTask, where: Where) -> RunResult:
-        from runner.cli import install_signal_handlers
         from runner.reports.console import Console
-        from runner.run import Interrupt, run_task
+        from runner.run import Interrupt, install_signal_handlers, run_task
 
         interrupt = Interrupt()
         install_signal_handlers(interrupt)

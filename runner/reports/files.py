@@ -93,7 +93,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     _write_atomic(path, write)
 
 
-def write_reports(out_dir: Path, result: RunResult, prices: PriceTable) -> list[str]:
+def write_reports(out_dir: Path, result: RunResult, prices: PriceTable, *, step_summary: bool = True) -> list[str]:
     """Write result.json, junit.xml, cost.json and summary.md into `out_dir`, and append the
     summary to $GITHUB_STEP_SUMMARY. Returns warnings (unknown prices, unmerged JUnit files,
     a report that could not be written); each report is attempted even if another fails."""
@@ -129,6 +129,6 @@ def write_reports(out_dir: Path, result: RunResult, prices: PriceTable) -> list[
     attempt("junit.xml", junit)
     attempt("cost.json", cost)
     attempt("summary.md", summary_file)
-    if summary and os.environ.get("GITHUB_STEP_SUMMARY") and not append_step_summary(summary):
+    if step_summary and summary and os.environ.get("GITHUB_STEP_SUMMARY") and not append_step_summary(summary):
         warnings.append("could not append the summary to $GITHUB_STEP_SUMMARY")
     return warnings
