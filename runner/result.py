@@ -21,6 +21,8 @@ class VerifyResult:
     timed_out: bool = False
     junit_xml: str | None = None
     """What the check wrote to $ASTRA_JUNIT, if anything."""
+    ran: bool = True
+    """False for a check the run never got to (wall clock, interrupt, infrastructure error)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,10 @@ class RunResult:
             "tool_calls": self.tool_calls,
             "duration_s": round(self.duration_s, 3),
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
-            "verify": [{"name": v.name, "passed": v.passed, "exit_code": v.exit_code} for v in self.verify],
+            "verify": [
+                {"name": v.name, "passed": v.passed, "exit_code": v.exit_code, **({} if v.ran else {"ran": False})}
+                for v in self.verify
+            ],
             "patch": {
                 "files_changed": self.patch.files_changed,
                 "insertions": self.patch.insertions,

@@ -297,6 +297,7 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
                                    [n for n in tools.names() if n.startswith("mcp__")]),
         task_message=build_task_message(spec.name, task.prompt),
         cost_of=ctx.prices.total,
+        cost_bound_of=ctx.prices.total_bound,
         model_retry_backoff_s=0.0 if scripted else 1.0,
     )
 
@@ -371,6 +372,7 @@ async def _finish(
     if ctx.workspace is not None:
         await _write_patch(ctx, emit)
     _set_outcome(ctx, state, outcome)
+    _add_unrun_checks(ctx)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
     result.permission_denials = list(state.denials)
@@ -385,6 +387,15 @@ async def _finish(
     await _cleanup(ctx, keep, emit)
 
 
+def _add_unrun_checks(ctx: RunContext) -> None:
+    """Every verify check appears in the reports: the ones the run never got to, as not run."""
+    done = {v.name for v in ctx.result.verify}
+    why = f"not run: {ctx.result.reason}"
+    for check in ctx.task.spec.verify:
+        if check.name not in done:
+            ctx.result.verify.append(VerifyResult(check.name, passed=False, exit_code=None, output=why, ran=False))
+
+
 def _set_outcome(ctx: RunContext, state: AgentState, outcome: AstraError | None) -> None:
     result = ctx.result
     if isinstance(outcome, Interrupted):
@@ -394,7 +405,10 @@ def _set_outcome(ctx: RunContext, state: AgentState, outcome: AstraError | None)
         if isinstance(outcome, InfraError):
             result.error_kind = _error_kind(outcome)
     elif not state.finished:
-        result.status, result.exit_code, result.reason = "failed", 1, "the agent ended without finishing"
+        result.status, result.exit_code = "failed", 1
+        result.reason = (f"the model refused: {' '.join(state.final_text.split())[:300]}"
+                         if state.stop_reason == "refusal"
+                         else f"the agent ended without finishing (stop_reason: {state.stop_reason or 'none'})")
     elif failed := [v.name for v in result.verify if not v.passed]:
         result.status, result.exit_code = "failed", 1
         result.reason = f"verify failed: {', '.join(failed)}"

@@ -24,6 +24,8 @@ class Guards:
     circuit_breaker: int
     turns: int = 0
     cost_usd: float | None = 0.0
+    cost_estimated: bool = False
+    """cost_usd is an upper estimate (a model without a known price was used)."""
     tool_failures: int = 0
     """Consecutive failed tool calls (errors, timeouts, denials, malformed input)."""
     model_failures: int = 0
@@ -36,8 +38,10 @@ class Guards:
             raise LimitExceeded(f"max_turns reached: {self.turns} of {self.max_turns} turns used",
                                 limit="max_turns", value=self.max_turns)
         if self.cost_usd is not None and self.cost_usd >= self.max_cost_usd:
+            spent = (f"an estimated ${self.cost_usd:.4f} (at the highest known prices: a model's price is unknown)"
+                     if self.cost_estimated else f"${self.cost_usd:.4f}")
             raise LimitExceeded(
-                f"max_cost_usd reached: ${self.cost_usd:.4f} spent, limit ${self.max_cost_usd:g}",
+                f"max_cost_usd reached: {spent} spent, limit ${self.max_cost_usd:g}",
                 limit="max_cost_usd", value=self.max_cost_usd,
             )
 

@@ -41,6 +41,7 @@ from runner.tools import ToolContext, ToolRegistry
 
 CostFn = Callable[[Mapping[str, Usage]], float | None]
 
+FINISHED_STOP_REASONS = frozenset({"end_turn", "stop_sequence"})
 MAX_TOKENS_NUDGE = "Your previous reply was cut off at the output token limit. Continue where you stopped."
 
 
@@ -55,7 +56,9 @@ class AgentState:
     cost_usd: float | None = 0.0
     denials: list[PermissionDenial] = field(default_factory=list)
     finished: bool = False
-    """True when the model ended its turn without calling a tool."""
+    """True when the model ended its turn without calling a tool (end_turn or a stop sequence)."""
+    stop_reason: str = ""
+    """The last model turn's stop reason (a `refusal` ends the run unfinished)."""
     final_text: str = ""
 
 
@@ -71,6 +74,7 @@ class Agent:
         system: str,
         task_message: str,
         cost_of: CostFn,
+        cost_bound_of: CostFn | None = None,
         model_retry_backoff_s: float = 1.0,
         max_tokens: int = 16_000,
     ) -> None:
@@ -81,6 +85,7 @@ class Agent:
         self.guards = guards
         self.system = system
         self.cost_of = cost_of
+        self.cost_bound_of = cost_bound_of or cost_of
         self.backoff_s = model_retry_backoff_s
         self.max_tokens = max_tokens
         self.state = AgentState(messages=[Message("user", [TextBlock(task_message)])])
@@ -116,11 +121,13 @@ class Agent:
                 retries=response.retries,
             )
             state.messages.append(Message("assistant", list(response.content)))
+            state.stop_reason = response.stop_reason
             if not response.tool_uses:
                 if response.stop_reason == "max_tokens":
                     state.messages.append(Message("user", [TextBlock(MAX_TOKENS_NUDGE)]))
                     continue
-                state.finished = True
+                # A refusal (or any stop we do not know) is not the agent saying it is done.
+                state.finished = response.stop_reason in FINISHED_STOP_REASONS
                 state.final_text = response.text
                 return
             results: list[ToolResult] = []
@@ -134,7 +141,12 @@ class Agent:
         usage = self.state.usage
         usage[response.model] = usage.get(response.model, Usage()) + response.usage
         self.state.cost_usd = self.cost_of(usage)
+        # What max_cost_usd is checked against: the cost when every price is known, else an
+        # upper estimate, so the limit holds even for a model the price file does not know.
         self.guards.cost_usd = self.state.cost_usd
+        if self.state.cost_usd is None:
+            self.guards.cost_usd = self.cost_bound_of(usage)
+            self.guards.cost_estimated = True
 
     async def _tool_call(self, call: ToolUse, results: list[ToolResult]) -> AsyncIterator[Event]:
         """Run one call through every gate; append exactly one ToolResult for it."""

@@ -87,6 +87,15 @@ class PriceTable:
         price = self.price_for(model)
         return None if price is None else price.cost(usage)
 
+    def highest(self) -> ModelPrice:
+        """Every token kind at the highest price in the table: an upper bound for an unknown model."""
+        prices = list(self.models.values()) or [FREE]
+        return ModelPrice(*(max(getattr(p, f) for p in prices) for f in _FIELDS))
+
+    def total_bound(self, usage_by_model: Mapping[str, Usage]) -> float:
+        """Like `total`, but an unknown model is priced at `highest()`: what limits check against."""
+        return sum((self.price_for(m) or self.highest()).cost(u) for m, u in usage_by_model.items())
+
     def total(self, usage_by_model: Mapping[str, Usage]) -> float | None:
         """USD over all models; None when any model's price is unknown."""
         total = 0.0

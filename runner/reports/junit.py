@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET  # only on text already screened by _parse_un
 from collections.abc import Iterable
 from typing import Any, cast
 
-from junitparser import Error, Failure, TestCase, TestSuite
+from junitparser import Error, Failure, Skipped, TestCase, TestSuite
 
 from runner.result import RunResult, VerifyResult
 
@@ -137,12 +137,14 @@ def _verify_only_failure(result: RunResult) -> bool:
     """
     if result.reason:
         return result.reason.startswith("verify failed")
-    return any(not v.passed for v in result.verify)
+    return any(not v.passed and v.ran for v in result.verify)
 
 
 def _verify_case(check: VerifyResult, task: str) -> ET.Element:
     case = TestCase(clean_text(check.name), f"astra.{task}.verify", round(check.duration_s, 3))
-    if not check.passed:
+    if not check.ran:
+        case.result = [Skipped(_tail(check.output) or "not run")]
+    elif not check.passed:
         if check.timed_out:
             message = "timed out"
         elif check.exit_code is None:

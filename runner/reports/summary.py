@@ -100,7 +100,8 @@ def summary_md(result: RunResult) -> str:
     if result.verify:
         lines += ["| Check | Result | Exit code | Time |", "|---|---|---:|---:|"]
         for check in result.verify:
-            verdict = "passed" if check.passed else ("timed out" if check.timed_out else "FAILED")
+            verdict = ("not run" if not check.ran else "passed" if check.passed
+                       else "timed out" if check.timed_out else "FAILED")
             code = "-" if check.exit_code is None else str(check.exit_code)
             lines.append(
                 f"| {_md_cell(check.name)} | {verdict} | {code} | {format_duration(check.duration_s)} |"

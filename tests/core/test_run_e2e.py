@@ -230,7 +230,9 @@ def test_wall_clock_limit_stops_a_running_tool_call(tmp_path: Path) -> None:
     r = result_of(out)
     assert r["status"] == "limit" and r["reason"].startswith("timeout reached") and "3s" in r["reason"]
     assert "w.txt" in (out / "patch.diff").read_text()
-    assert r["verify"] == []  # no time left: verify does not run after the wall-clock limit
+    # no time left: verify does not run after the wall-clock limit, and the reports say so
+    assert r["verify"] == [{"name": "tests", "passed": False, "exit_code": None, "ran": False}]
+    assert "<skipped" in (out / "junit.xml").read_text()
 
 
 def test_model_failures_trip_the_breaker(tmp_path: Path) -> None:

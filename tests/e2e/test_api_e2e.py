@@ -282,3 +282,27 @@ def test_git_inside_sees_the_base_history_and_nothing_else(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PRIVATE" not in seen.replace("grep -c PRIVATE", "")
     assert seen.startswith('"1\\n0\\n0')  # one commit of history, a clean status, no private object
+
+
+def test_a_refusal_is_not_success(tmp_path: Path) -> None:
+    turns = [{"text": "I can't help with that.", "stop_reason": "refusal"}]
+    task, _, out = setup_task(tmp_path, verify=[])
+    with FakeMessagesAPI(turns, api_key=API_KEY) as api:
+        proc = run(task, cli_env(api, tmp_path))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    r = result(out)
+    assert r["status"] == "failed" and r["reason"] == "the model refused: I can't help with that."
+
+
+def test_the_cost_limit_holds_for_a_model_without_a_price(tmp_path: Path) -> None:
+    turns = [{"tool_calls": [{"name": "ls", "input": {}}], "usage": {"input_tokens": 200_000, "output_tokens": 20_000}}] * 30
+    task, _, out = setup_task(tmp_path, model="claude-mystery-9", limits={"max_cost_usd": 1}, verify=[])
+    with FakeMessagesAPI(turns, api_key=API_KEY) as api:
+        proc = run(task, cli_env(api, tmp_path))
+        calls = len(api.requests)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    r = result(out)
+    assert r["cost_usd"] is None  # unknown stays unknown in what is reported...
+    assert "estimated" in r["reason"] and "max_cost_usd" in r["reason"]
+    assert calls < 30  # ...but the limit held, at the highest known prices
+    assert json.loads((out / "cost.json").read_text())["total_cost_usd"] is None
