@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `astra-run validate x | head`: the reader left; nothing is wrong
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 0
     return 2
 
 
@@ -133,15 +139,14 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from runner.models.scripted import PREFIX, resolve_script
+    from runner import preflight
     from runner.policy import Policy
     from runner.settings import Flags, apply_overrides, load_settings
     from runner.task import load_task
 
     task = apply_overrides(load_task(args.task), load_settings(), Flags())
     spec = task.spec
-    if spec.model and spec.model.startswith(PREFIX):
-        resolve_script(spec.model, task.base_dir)
+    preflight.check(task)
     print(f"{args.task}: valid task {spec.name!r}")
     print(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else ""))
     print(f"  model:   {spec.model}")
@@ -168,13 +173,15 @@ def cmd_cleanup() -> int:
     settings = load_settings()
     runs = cleanup_dead_runs(settings.cache)
     containers: list[str] = []
+    code = 0
     try:
         from runner.sandbox.docker import reap_leftovers
 
         containers = reap_leftovers()
     except AstraError as exc:
         print(f"astra-run: docker: {exc} (containers not checked)", file=sys.stderr)
+        code = exc.exit_code
     print(f"removed {len(containers)} leftover sandbox container(s) and {len(runs)} worktree(s) of dead runs")
     for name in [*containers, *runs]:
         print(f"  {name}")
-    return 0
+    return code

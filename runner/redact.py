@@ -14,8 +14,8 @@ from typing import Any
 
 MASK = "[REDACTED]"
 KNOWN_SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN")
-MIN_SECRET_LEN = 6
-"""Shorter values (`1`, `true`) would redact half the output; they are not secrets anyway."""
+MIN_SECRET_LEN = 4
+"""Shorter values (`1`, `no`) cannot be redacted without garbling every output; `add` says which."""
 
 SHAPES = re.compile(
     r"""(
@@ -41,12 +41,17 @@ class Redactor:
         self.add(os.environ.get(v, "") for v in KNOWN_SECRET_VARS)
         self.add(secrets)
 
-    def add(self, values: Iterable[str]) -> None:
+    def add(self, values: Iterable[str]) -> list[str]:
+        """Redact these values from now on. Returns the ones too short to redact (to warn about)."""
+        too_short = []
         for value in values:
-            if value and len(value) >= MIN_SECRET_LEN:
+            if len(value) >= MIN_SECRET_LEN:
                 self._values.add(value)
+            elif value:
+                too_short.append(value)
         # Longest first, so a secret that contains another is masked whole.
         self._ordered = sorted(self._values, key=len, reverse=True)
+        return too_short
 
     @property
     def known_values(self) -> tuple[str, ...]:
@@ -76,7 +81,8 @@ class Redactor:
         return obj
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+HOST_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+"""`${NAME}`: a host variable taken into the sandbox or an MCP server (and redacted)."""
 
 
 def expand_host_vars(values: dict[str, str], where: str) -> tuple[dict[str, str], list[str]]:
@@ -94,5 +100,5 @@ def expand_host_vars(values: dict[str, str], where: str) -> tuple[dict[str, str]
             taken.append(os.environ[name])
             return os.environ[name]
 
-        out[key] = _VAR.sub(sub, raw)
+        out[key] = HOST_VAR.sub(sub, raw)
     return out, taken

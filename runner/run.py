@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from runner import preflight
 from runner.agent.events import (
     Event,
     LimitReached,
@@ -45,7 +46,7 @@ from runner.models.base import Model
 from runner.models.pricing import PriceTable, load_prices
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
-from runner.redact import Redactor, expand_host_vars
+from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult, VerifyResult
@@ -94,6 +95,7 @@ class RunContext:
     result: RunResult
     workspace: Workspace | None = None
     sandbox: Sandbox | None = None
+    sandbox_started: bool = False
     mcp: McpServers | None = None
     model: Model | None = None
     agent: Agent | None = None
@@ -157,7 +159,10 @@ async def run_task(
     interrupt = interrupt or Interrupt()
     run_id = new_run_id(spec.name)
     out_dir = Path(spec.outputs.dir).expanduser().resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"outputs.dir (or --out): cannot create {out_dir}: {exc.strerror or exc}") from None
     started = time.monotonic()
     result = RunResult(
         run_id=run_id, task=spec.name, model=spec.model or "",
@@ -239,8 +244,11 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
 
 async def _start(ctx: RunContext, emit: EmitFn) -> None:
     task, spec, settings = ctx.task, ctx.task.spec, ctx.settings
+    preflight.check(task)
     env, host_values = expand_host_vars(dict(spec.sandbox.env), "sandbox.env")
-    ctx.redactor.add(host_values)
+    if too_short := ctx.redactor.add(host_values):
+        emit(Note(f"{len(too_short)} host value(s) in sandbox.env are shorter than {MIN_SECRET_LEN} characters "
+                  "and cannot be redacted from the outputs", level="warning"))
     ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, settings.cache)
     ctx.result.base_commit = ctx.workspace.base_commit
     emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
@@ -267,6 +275,7 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
     sandbox_started = time.monotonic()
     await ctx.sandbox.start()
+    ctx.sandbox_started = True
     emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - sandbox_started, 3)))
     tools = ToolRegistry.builtin()
     if spec.mcp_servers:
@@ -312,7 +321,7 @@ async def _write_patch(ctx: RunContext, emit: EmitFn) -> None:
         return
     paused = False
     try:
-        if ctx.sandbox is not None:
+        if ctx.sandbox is not None and ctx.sandbox_started:
             try:
                 await ctx.sandbox.pause()
                 paused = True

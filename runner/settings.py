@@ -6,6 +6,7 @@ defaults. `apply_overrides` is the one place that ordering is implemented.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -99,6 +100,4 @@ def apply_overrides(task: LoadedTask, settings: Settings, flags: Flags) -> Loade
     new_spec: TaskSpec = spec.model_copy(
         update={"model": model, "limits": limits, "sandbox": sandbox, "outputs": outputs}
     )
-    return LoadedTask(
-        spec=new_spec, path=task.path, base_dir=task.base_dir, prompt=task.prompt, repo=task.repo
-    )
+    return dataclasses.replace(task, spec=new_spec)

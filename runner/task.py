@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -189,10 +189,16 @@ class LoadedTask:
     prompt: str
     repo: str
     """An absolute local path or a git URL."""
+    root: yaml.Node | None = field(default=None, compare=False, repr=False)
+    """The file's YAML node tree, so later checks can name the line of a field."""
 
     @property
     def source(self) -> str:
         return str(self.path) if self.path else "<command line>"
+
+    def where(self, *loc: int | str) -> str:
+        """`FILE:LINE: field.path` for messages about the field at `loc`."""
+        return f"{self.source}:{line_of(self.root, *loc)}: {_format_loc(list(loc))}"
 
 
 # ---------------------------------------------------------------- loading with line numbers
@@ -354,4 +360,4 @@ def build_task(
     for name, server in spec.mcp_servers.items():
         if server.url is not None and server.where == "sandbox":
             raise ConfigError(f"{where('mcp_servers', name, 'where')}: HTTP servers are reached from the host")
-    return LoadedTask(spec=spec, path=path, base_dir=base_dir, prompt=prompt, repo=repo)
+    return LoadedTask(spec=spec, path=path, base_dir=base_dir, prompt=prompt, repo=repo, root=root)

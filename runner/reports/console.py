@@ -143,6 +143,17 @@ class Console:
         with contextlib.suppress(Exception):
             self.stream.flush()
 
+    def _warn(self, text: str) -> None:
+        try:
+            if self.stream is sys.stdout:
+                sys.stdout.flush()
+                sys.stderr.write(self.redact(text) + "\n")
+                sys.stderr.flush()
+            else:  # a test's or a batch's own stream: keep everything in one place
+                self._write(text + "\n")
+        except Exception:
+            return
+
     def _line(self, text: str) -> None:
         """A permanent line (above the status line in live mode)."""
         if self.live:
@@ -181,6 +192,10 @@ class Console:
         if isinstance(event, ModelTurn):
             self._turn = event.turn
             self._cost = event.cost_usd
+        if isinstance(event, Note) and event.level == "warning":
+            # Warnings are never quieted, and go to stderr: a CI log must show them even with -q.
+            self._warn(f"[warning] {one_line(event.message)}")
+            return
         if self.verbosity < 0:
             return
         if isinstance(event, RunStarted):

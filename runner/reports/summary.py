@@ -25,6 +25,8 @@ MAX_FILES_LISTED = 50
 
 
 def status_word(result: RunResult) -> str:
+    if result.status == "error" and result.exit_code == 2:
+        return "CONFIGURATION ERROR"
     return STATUS_WORDS.get(result.status, result.status.upper())
 
 

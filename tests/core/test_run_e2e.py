@@ -308,3 +308,36 @@ def test_cleanup_removes_what_dead_runs_left(tmp_path: Path) -> None:
     assert "1 worktree(s) of dead runs" in proc.stdout and "crashed-run" in proc.stdout
     assert not ws.path.exists()
     assert sh_git(repo, "worktree", "list").count("\n") == 0
+
+
+def test_validate_checks_what_only_the_machine_knows(tmp_path: Path) -> None:
+    task, _, _ = scenario(tmp_path, FIX, ref="nosuchbranch", sandbox={"backend": "local", "env": {"T": "${UNSET_VAR_X}"}})
+    proc = astra("validate", str(task), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert any(line.endswith("sandbox.env.T: host variable ${UNSET_VAR_X} is not set") and f"{task}:" in line
+               for line in lines), proc.stderr
+    assert any("ref: nosuchbranch does not name a commit" in line and f"{task}:" in line for line in lines)
+
+
+def test_short_host_secrets_are_redacted_and_too_short_ones_warned_about(tmp_path: Path) -> None:
+    turns = [{"tool_calls": [{"name": "bash", "input": {"command": "echo pin=$PIN tiny=$TINY"}}]}, {"text": "ok"}]
+    task, _, out = scenario(tmp_path, turns, verify=[],
+                            sandbox={"backend": "local", "env": {"PIN": "${HOST_PIN}", "TINY": "${HOST_TINY}"}})
+    proc = astra("run", str(task), "-q", env={"HOST_PIN": "93x7", "HOST_TINY": "q7"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "93x7" not in every_file(out)
+    assert "cannot be redacted" in proc.stderr  # warnings are printed even with -q
+    assert "--sandbox local runs" in proc.stderr
+
+
+def test_an_output_dir_that_cannot_be_made_is_a_usage_error(tmp_path: Path) -> None:
+    task, _, _ = scenario(tmp_path, FIX)
+    (tmp_path / "afile").write_text("x")
+    proc = astra("run", str(task), "--out", str(tmp_path / "afile" / "sub"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "cannot create" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def every_file(out: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in out.iterdir())

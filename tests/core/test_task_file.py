@@ -11,6 +11,7 @@ import pytest
 from runner.errors import ConfigError
 from runner.settings import Flags, Settings, apply_overrides
 from runner.task import load_task, parse_duration
+from tests.conftest import make_repo
 
 GOOD = """\
 name: fix-it
@@ -108,10 +109,18 @@ def test_validate_exits_2_without_traceback(tmp_path: Path) -> None:
 
 
 def test_validate_ok_prints_the_effective_policy(tmp_path: Path) -> None:
+    make_repo(tmp_path, {"a.txt": "a\n"})
     proc = run_cli("validate", str(write(tmp_path, GOOD)))
     assert proc.returncode == 0, proc.stderr
     assert "valid task 'fix-it'" in proc.stdout
     assert "effective policy" in proc.stdout
+
+
+def test_validate_says_when_the_repo_is_not_a_git_repository(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 2
+    assert f"{path}:2: repo: {tmp_path.resolve()} is not a git repository" in proc.stderr, proc.stderr
 
 
 def test_validate_rejects_a_bad_policy_rule_with_its_line(tmp_path: Path) -> None:
