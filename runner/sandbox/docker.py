@@ -47,6 +47,7 @@ from typing import Any, TypeVar
 from runner.errors import SandboxError
 from runner.procs import pid_alive
 from runner.sandbox.base import HELPER_PATH, WORKSPACE, Sandbox, SandboxConfig, check_env
+from runner.task import DEFAULT_IMAGE
 
 T = TypeVar("T")
 
@@ -427,7 +428,9 @@ class DockerSandbox(Sandbox):
             cid = self.container_id
             _control(lambda: self._client.api.start(cid), "start the sandbox container")
         except docker.errors.ImageNotFound:
-            raise SandboxError(f"the sandbox image {cfg.image} is missing; {BUILD_HINT}") from None
+            hint = BUILD_HINT if cfg.image == DEFAULT_IMAGE else (
+                "build or load it on this machine (astra-run never pulls images); any image with python3 works")
+            raise SandboxError(f"the sandbox image {cfg.image} is missing; {hint}") from None
         except Exception as exc:
             raise SandboxError(f"cannot start the sandbox container: {_short(exc)}") from None
 
