@@ -428,7 +428,8 @@ class DockerSandbox(Sandbox):
             cid = self.container_id
             _control(lambda: self._client.api.start(cid), "start the sandbox container")
         except docker.errors.ImageNotFound:
-            hint = BUILD_HINT if cfg.image == DEFAULT_IMAGE else (
+            ours = cfg.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
+            hint = BUILD_HINT if ours else (
                 "build or load it on this machine (astra-run never pulls images); any image with python3 works")
             raise SandboxError(f"the sandbox image {cfg.image} is missing; {hint}") from None
         except Exception as exc:

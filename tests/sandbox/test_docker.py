@@ -201,6 +201,14 @@ async def test_missing_image_names_the_build_command(repo: Repo) -> None:
     assert _run_labelled(connect(), cfg.run_id) == []
 
 
+async def test_a_missing_custom_image_is_not_sent_to_our_build_script(repo: Repo) -> None:
+    cfg = sandbox_config(repo, image="my-team/python-tools:none")
+    with pytest.raises(SandboxError, match="never pulls") as info:
+        async with DockerSandbox(cfg):
+            pass
+    assert "build.sh" not in str(info.value)
+
+
 def test_leftovers_of_dead_runs_are_reaped() -> None:
     client = connect()
     done = subprocess.run(["true"], check=True)  # noqa: F841 - only its pid matters
