@@ -170,6 +170,7 @@ class Workspace:
 
     @classmethod
     def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
+        run_dir, cache = run_dir.resolve(), cache.resolve()  # git runs elsewhere: relative paths would move
         git_dir = trusted_git_dir(repo, cache)
         commit = resolve_commit(git_dir, ref)
         path = run_dir / "worktree"

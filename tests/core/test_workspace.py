@@ -137,3 +137,11 @@ def test_concurrent_worktrees_of_one_repo(repo: Path, cache: Path, tmp_path: Pat
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(one, range(16)))
     assert sh_git(repo, "worktree", "list").count("\n") == 0
+
+
+def test_relative_cache_and_run_paths_work(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASTRA_CACHE=.cache is a relative path; git runs in other directories, so it must not move."""
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.create(str(repo), None, Path("rel-cache/runs/r1"), Path("rel-cache"))
+    assert ws.path == tmp_path / "rel-cache/runs/r1/worktree" and (ws.path / "README.md").exists()
+    ws.remove()

@@ -224,6 +224,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        # SSE is many small writes: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to
+        # every call, a delay the real API does not have (and which would distort benchmarks).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     # -- entry points --------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._record(None)
