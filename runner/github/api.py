@@ -19,6 +19,7 @@ from runner.errors import InfraError
 TIMEOUT_S = 30.0
 RETRIES = 2
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+IDEMPOTENT = frozenset({"GET", "HEAD"})
 
 
 class GitHubAPIError(InfraError):
@@ -47,7 +48,6 @@ class GitHubAPI:
         self.api_url = api_url.rstrip("/")
         self.repository = repository
         self._token = token
-        self.calls = 0
 
     def __repr__(self) -> str:  # never show the token
         return f"GitHubAPI({self.api_url!r}, {self.repository!r})"
@@ -66,24 +66,30 @@ class GitHubAPI:
             headers["Authorization"] = f"Bearer {self._token}"
         if data is not None:
             headers["Content-Type"] = "application/json"
-        for attempt in range(RETRIES + 1):
-            self.calls += 1
+        # Only a request that changes nothing is retried: a POST that timed out (or got a 502 from
+        # a proxy) may well have been done, and sending it again would post a second comment or PR.
+        retries = RETRIES if method in IDEMPOTENT else 0
+        for attempt in range(retries + 1):
             req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
             try:
                 with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:  # noqa: S310
                     raw = resp.read()
-                return json.loads(raw) if raw.strip() else None
             except urllib.error.HTTPError as exc:
                 detail = _error_message(exc)
-                if exc.code in (502, 503, 504) and attempt < RETRIES:
+                if exc.code in (502, 503, 504) and attempt < retries:
                     time.sleep(1.0 * (attempt + 1))
                     continue
                 raise GitHubAPIError(f"GitHub API {method} {path}: HTTP {exc.code}: {detail}", exc.code) from None
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                if attempt < RETRIES:
+                if attempt < retries:
                     time.sleep(1.0 * (attempt + 1))
                     continue
                 raise GitHubAPIError(f"GitHub API {method} {path}: {exc}") from None
+            try:
+                return json.loads(raw) if raw.strip() else None
+            except ValueError:  # an HTML error page of a proxy, a cut-off answer
+                raise GitHubAPIError(f"GitHub API {method} {path}: the answer is not JSON "
+                                     f"({raw[:80].decode('utf-8', 'replace')!r})") from None
         raise AssertionError("unreachable")
 
     # ---------------------------------------------------------------------------- calls
@@ -107,12 +113,6 @@ class GitHubAPI:
         data = self.request("GET", self._repo(f"/pulls/{number}"))
         if not isinstance(data, dict):
             raise GitHubAPIError(f"GitHub API: pull request #{number}: unexpected answer")
-        return data
-
-    def issue(self, number: int) -> dict[str, Any]:
-        data = self.request("GET", self._repo(f"/issues/{number}"))
-        if not isinstance(data, dict):
-            raise GitHubAPIError(f"GitHub API: issue #{number}: unexpected answer")
         return data
 
     def comments(self, number: int, max_pages: int = 10) -> list[dict[str, Any]]:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import re
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +28,12 @@ from runner.errors import AstraError, ConfigError
 from runner.github import comment as tracking
 from runner.github import gitops
 from runner.github.api import GitHubAPI, GitHubAPIError
-from runner.github.event import GitHubEnv, Request, Skip, load_event, parse_request
+from runner.github.event import GitHubEnv, Request, Skip, load_event
+from runner.github.gate import decide
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
 from runner.redact import Redactor
+from runner.reports.summary import append_step_summary
 from runner.result import RunResult
 from runner.settings import Flags, Settings, apply_overrides, load_settings
 from runner.task import LoadedTask, build_task, deep_merge, load_task, parse_yaml
@@ -39,6 +43,11 @@ TASK_DEFAULTS = ".astra/task.yaml"
 EVENT_KEYS = ("name", "repo", "ref", "prompt", "prompt_file")
 """Keys of .astra/task.yaml the event decides (ignored in the file)."""
 _TRUE = {"1", "true", "yes", "on"}
+_ALLOW_LOCAL_SANDBOX = False
+"""Tests only (monkeypatched): let `astra-run github` use the local backend. Deliberately not an
+environment variable or a task key - nothing a repository or workflow controls can set it."""
+TOKEN_AUTHOR = "github-actions[bot]"  # noqa: S105 - a login, not a secret
+"""Who posts with the Actions GITHUB_TOKEN."""
 
 
 def _flag(name: str) -> bool:
@@ -76,44 +85,34 @@ def _say(message: str) -> None:
     print(f"astra-run github: {message}", file=sys.stderr)
 
 
-def _append_summary(env: GitHubEnv, text: str) -> None:
-    if env.step_summary:
-        try:
-            with open(env.step_summary, "a", encoding="utf-8") as f:
-                f.write(text.rstrip() + "\n")
-        except OSError as exc:
-            _say(f"could not write GITHUB_STEP_SUMMARY: {exc}")
+def _is_own_comment(comment: dict[str, Any]) -> bool:
+    """Posted by the token's identity, not merely carrying our (predictable) marker: anyone can
+    write the marker into a comment of their own. With the Actions token that is
+    `github-actions[bot]`; with a GitHub App's token, a Bot account acting through that app. A
+    personal access token's comments are never adopted (a re-run posts a new comment)."""
+    user = comment.get("user")
+    if not isinstance(user, dict) or user.get("type") != "Bot":
+        return False
+    login = str(user.get("login") or "")
+    return login == TOKEN_AUTHOR or (login.endswith("[bot]") and isinstance(comment.get("performed_via_github_app"),
+                                                                            dict))
 
 
 def cmd_github(args: argparse.Namespace) -> int:
     publish: str = getattr(args, "publish", None) or "comment"
     settings = load_settings()
     token = take_token()
-    env = GitHubEnv.from_environ(os.environ, settings.trigger_phrase)
-    env = GitHubEnv(**{**vars(env), "token": token})
+    env = dataclasses.replace(GitHubEnv.from_environ(os.environ, settings.trigger_phrase), token=token)
     event = load_event(env.event_path)
-    req = parse_request(env, event, os.environ)
     outputs = Outputs()
+    api = GitHubAPI(env.api_url, env.repository, token)
+    req = decide(env, event, os.environ, api)
     if isinstance(req, Skip):
+        # No reply, whoever asked: a denial comment would let anyone make the bot post (docs/github.md).
         _say(f"no run: {req.reason}")
-        _append_summary(env, f"astra-run: no run ({req.reason})")
+        append_step_summary(f"astra-run: no run ({req.reason})")
         outputs.write(env.output_file)
         return 0
-    api = GitHubAPI(env.api_url, env.repository, token)
-    if req.actor is not None:
-        perm = api.permission(req.actor)
-        if not perm.can_write:
-            reason = (f"{req.actor} has {perm.permission} permission (role {perm.role_name}) on {env.repository}; "
-                      "astra-run runs only for write, maintain or admin")
-            _say(f"no run: {reason}")
-            _append_summary(env, f"astra-run: no run ({reason})")
-            if publish != "none" and req.number is not None:
-                mark = tracking.marker(env.run_id, f"denied-{req.comment_id or req.number}")
-                api.create_comment(req.number, tracking.simple_body(
-                    mark, env.run_url, "not run",
-                    "astra-run runs only for people with write access to this repository."))
-            outputs.write(env.output_file)
-            return 0
     return _GitHubRun(env, api, req, publish, settings, event, outputs).go()
 
 
@@ -127,41 +126,70 @@ class _GitHubRun:
         self.mark = tracking.marker(env.run_id, str(req.comment_id or f"{env.event_name}-{req.number}"))
         self.redactor = Redactor([env.token])
         self.pull: dict[str, Any] = {}
+        self.git_dir = Path()
+        self._defaults_root: Any = None
 
     # -------------------------------------------------------------------------- flow
 
     def go(self) -> int:
+        """The run, from the tracking comment to publishing. Whatever happens - a configuration
+        error, a failed push, an unexpected exception, an interrupt - the tracking comment ends up
+        saying so (never "working" forever) and the step outputs are written."""
+        result: RunResult | None = None
+        patch_path = Path()
+        outcome = tracking.Outcome()
         try:
             self.git_dir = gitops.git_dir_of(self.checkout)
             where = self._resolve()
             self._start_tracking()
             task = self._task(where)
+            result = asyncio.run(self._run(task, where))
+            out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
+            patch_path = out_dir / "patch.diff"
+            self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
+            self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
+            self.outputs.patch_path = str(patch_path)
+            exit_code = result.exit_code
+            try:
+                self._publish(result, patch_path, where, outcome)
+            except AstraError as exc:
+                outcome.not_published = f"publishing failed: {exc}"
+                exit_code = exit_code or exc.exit_code
+            self.outputs.exit_code = exit_code
+            self._finish_tracking(result, patch_path, outcome)
+            if outcome.not_published:
+                append_step_summary(f"astra-run: not published: {outcome.not_published}")
+            for line in outcome.published:
+                append_step_summary(line)
+            return exit_code
         except AstraError as exc:
-            self._fail_tracking("could not start", str(exc))
-            self.outputs.status, self.outputs.exit_code = "error", exc.exit_code
-            self.outputs.write(self.env.output_file)
+            self._report_failure(result, patch_path, outcome, str(exc), exc.exit_code)
             raise
-        result = asyncio.run(self._run(task, where))
-        out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
-        patch_path = out_dir / "patch.diff"
-        self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
-        self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
-        self.outputs.patch_path = str(patch_path)
-        outcome = tracking.Outcome()
-        exit_code = result.exit_code
+        except Exception as exc:  # a bug or an unexpected OS error: report it, exit 4
+            detail = self.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
+            _say(detail)
+            print(self.redactor.text("".join(traceback.format_exception(exc))), file=sys.stderr)
+            self._report_failure(result, patch_path, outcome, detail, 4)
+            return 4
+        except BaseException:  # KeyboardInterrupt, SystemExit: say so, then go on stopping
+            self._report_failure(result, patch_path, outcome, "interrupted", 130, status="interrupted")
+            raise
+        finally:
+            self.outputs.write(self.env.output_file)
+
+    def _report_failure(self, result: RunResult | None, patch_path: Path, outcome: tracking.Outcome, detail: str,
+                        code: int, status: str = "error") -> None:
+        """The tracking comment and outputs after `go` stopped early. Never raises."""
         try:
-            self._publish(result, patch_path, where, outcome)
-        except AstraError as exc:
-            outcome.not_published = f"publishing failed: {exc}"
-            exit_code = exit_code or exc.exit_code
-        self._finish_tracking(result, patch_path, outcome)
-        if outcome.not_published:
-            _append_summary(self.env, f"\nastra-run: not published: {outcome.not_published}")
-        for line in outcome.published:
-            _append_summary(self.env, f"\n{line}")
-        self.outputs.exit_code = exit_code
-        self.outputs.write(self.env.output_file)
-        return exit_code
+            if result is None:
+                self.outputs.status, self.outputs.exit_code = status, code
+                self._fail_tracking("could not start" if status == "error" else status, detail)
+            else:  # the run is over: report it, with why it was not (fully) published
+                self.outputs.exit_code = self.outputs.exit_code or code
+                outcome.not_published = f"publishing failed: {detail}"
+                self._finish_tracking(result, patch_path, outcome)
+        except Exception as exc:  # the original error is the one to raise
+            _say(self.redactor.text(f"could not report the failure on GitHub: {type(exc).__name__}: {exc}"))
 
     async def _run(self, task: LoadedTask, where: Where) -> RunResult:
         from runner.reports.console import Console
@@ -170,7 +198,8 @@ class _GitHubRun:
         interrupt = Interrupt()
         install_signal_handlers(interrupt)
         return await run_task(task, self.settings, console=Console(sys.stdout, verbosity=0),
-                              interrupt=interrupt, instructions_commit=where.base_sha)
+                              interrupt=interrupt, instructions_commit=where.base_sha,
+                              secrets=[self.env.token] if self.env.token else [])
 
     # ------------------------------------------------------------------- where to work
 
@@ -187,7 +216,7 @@ class _GitHubRun:
                 pull = self.api.pull(req.number)
             self.pull = pull
             head, base = pull["head"], pull["base"]
-            base_ref = _branch_name(base.get("ref"))
+            base_ref = self._branch_name(base.get("ref"))
             head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head.get("repo"), dict) else None
             same_repo = bool(head_repo) and str(head_repo).lower() == self.env.repository.lower()
             base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
@@ -202,11 +231,11 @@ class _GitHubRun:
         if req.kind == "issue":
             repo = self.event.get("repository")
             default = repo.get("default_branch") if isinstance(repo, dict) else None
-            base_ref = _branch_name(default or self.env.ref_name or "main")
+            base_ref = self._branch_name(default or self.env.ref_name or "main")
             return Where(base_ref, self._fetch(f"refs/heads/{base_ref}", "refs/astra/base"))
         repo = self.event.get("repository")
         default = repo.get("default_branch") if isinstance(repo, dict) else None
-        base_ref = _branch_name(self.env.ref_name or default or "main")
+        base_ref = self._branch_name(self.env.ref_name or default or "main")
         return Where(base_ref, gitops.rev_parse(self.git_dir, "HEAD"))
 
     # --------------------------------------------------------------------------- task
@@ -216,11 +245,12 @@ class _GitHubRun:
         if text is None:
             return {}
         source = f"{where.base_ref}:{TASK_DEFAULTS}"
-        data, _ = parse_yaml(text, source)
+        data, root = parse_yaml(text, source)
         if data is None:
             return {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source}:1: (top level): expected a mapping of keys")
+        self._defaults_root = root
         for key in EVENT_KEYS:
             if key in data:
                 _say(f"{source}: {key!r} is decided by the event; the file's value is ignored")
@@ -228,6 +258,21 @@ class _GitHubRun:
         return data
 
     def _task(self, where: Where) -> LoadedTask:
+        task = apply_overrides(self._build_task(where), self.settings, Flags())
+        backend = task.spec.sandbox.backend
+        if backend != "docker" and not _ALLOW_LOCAL_SANDBOX:
+            raise ConfigError(
+                f"astra-run github runs only with the Docker sandbox, not {backend!r} (from ASTRA_SANDBOX or "
+                f"sandbox.backend in {TASK_DEFAULTS}): with the local backend the agent's commands are host "
+                "processes that could read the GitHub token from this process (/proc). Use `backend: docker`.")
+        on_host = [name for name, srv in task.spec.mcp_servers.items() if srv.command and srv.where == "host"]
+        if on_host and not _ALLOW_LOCAL_SANDBOX:
+            raise ConfigError(
+                f"astra-run github does not start MCP servers on the host ({', '.join(on_host)}): a host process "
+                "could read the GitHub token from this process (/proc). Use `where: sandbox` or an HTTP server.")
+        return task
+
+    def _build_task(self, where: Where) -> LoadedTask:
         req, defaults = self.req, self._defaults(where)
         task_file = str(req.extra.get("task_file") or "")
         if req.kind == "none" and task_file:
@@ -241,8 +286,9 @@ class _GitHubRun:
                 req.kind, f"gh-{self.env.event_name}")
             data = deep_merge(defaults, {"name": name, "repo": str(self.checkout),
                                          "ref": where.head_sha or where.base_sha, "prompt": prompt})
-            task = build_task(data, source=f"{where.base_ref}:{TASK_DEFAULTS}", base_dir=self.checkout)
-        return apply_overrides(task, self.settings, Flags())
+            task = build_task(data, root=self._defaults_root, source=f"{where.base_ref}:{TASK_DEFAULTS}",
+                              base_dir=self.checkout)
+        return task
 
     # ----------------------------------------------------------------------- tracking
 
@@ -256,7 +302,8 @@ class _GitHubRun:
         what = f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
         body = tracking.working_body(self.mark, self.env.run_url, what)
         for c in self.api.comments(self.req.number):
-            if isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int):
+            if (isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int)
+                    and _is_own_comment(c)):
                 self.comment_id = c["id"]
                 self.api.update_comment(c["id"], body)
                 return
@@ -303,14 +350,19 @@ class _GitHubRun:
             return
         base = result.base_commit or where.head_sha or where.base_sha
         commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message())
+        links = gitops.risky_symlinks(commit)
+        if links:
+            outcome.not_published = (f"the changes add symlinks that are or point into .github "
+                                     f"({', '.join(links[:5])}); such symlinks are never published")
+            return
         protected = gitops.protected_files(commit.files)
         if protected and not _flag("ASTRA_ALLOW_WORKFLOW_CHANGES"):
-            outcome.not_published = (f"the changes touch {', '.join(protected[:5])}; changes under "
-                                     f"{' and '.join(gitops.PROTECTED_PREFIXES)} are published only when "
-                                     "ASTRA_ALLOW_WORKFLOW_CHANGES=true (input allow_workflow_changes)")
+            outcome.not_published = (f"the changes touch {', '.join(protected[:5])}; changes to .github itself or "
+                                     f"under {' and '.join(d + '/' for d in gitops.PROTECTED_DIRS)} are published "
+                                     "only when ASTRA_ALLOW_WORKFLOW_CHANGES=true (input allow_workflow_changes)")
             return
         to_head = self.req.kind == "pull_request" and _flag("ASTRA_PUSH_TO_PR_HEAD") and self.publish == "branch"
-        branch = _branch_name(where.head_ref) if to_head else self._new_branch()
+        branch = self._branch_name(where.head_ref) if to_head else self._new_branch()
         gitops.push(self.git_dir, commit.sha, branch, self.env.token, self.env.server_url)
         self.outputs.branch = branch
         url = f"{self.env.server_url}/{self.env.repository}/tree/{branch}"
@@ -322,6 +374,12 @@ class _GitHubRun:
             pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(), draft=True)
             self.outputs.pr_url = str(pr.get("html_url") or "")
             outcome.published.append(f"Opened draft pull request {self.outputs.pr_url or '(no URL returned)'}.")
+
+    def _branch_name(self, value: object) -> str:
+        name = str(value or "")
+        if not gitops.check_branch_name(self.git_dir, name):
+            raise ConfigError(f"refusing the branch name {name!r} from the event")
+        return name
 
     def _new_branch(self) -> str:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
@@ -350,13 +408,3 @@ class _GitHubRun:
         return (f"{TRACKING_MARKER.replace('tracking', 'pr')} -->\n"
                 f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
                 f"[job log and artifacts]({self.env.run_url}).\n")
-
-
-_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]+(?<![./])$")
-
-
-def _branch_name(value: object) -> str:
-    name = str(value or "")
-    if not _BRANCH.match(name) or name.endswith(".lock") or name.startswith("/"):
-        raise ConfigError(f"refusing the branch name {name!r} from the event")
-    return name

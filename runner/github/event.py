@@ -25,10 +25,12 @@ from runner.errors import ConfigError
 from runner.github.text import (
     MAX_INSTRUCTION,
     bot_allowed,
+    code_block,
     find_trigger,
     is_bot,
     is_tracking_comment,
     sanitize,
+    strip_invisible_chars,
 )
 
 SUPPORTED = ("issue_comment", "pull_request_review_comment", "issues", "workflow_dispatch", "schedule")
@@ -39,7 +41,8 @@ class GitHubEnv:
     event_name: str
     event_path: Path
     repository: str
-    token: str
+    token: str = field(repr=False)
+    """Never in a repr or a log line (cmd_github sets it with dataclasses.replace)."""
     api_url: str
     server_url: str
     run_id: str
@@ -142,9 +145,11 @@ def _comment_request(env: GitHubEnv, event: dict[str, Any]) -> Request | Skip:
         where = ""
         if comment.get("path"):
             line = comment.get("line") or comment.get("original_line") or comment.get("position")
-            where = f"Review comment on `{sanitize(str(comment['path']), 300)}`" + (f" line {line}" if line else "")
+            path = " ".join(strip_invisible_chars(str(comment["path"]))[:300].split()).replace("`", "'")
+            where = f"Review comment on `{path}`" + (f" line {line}" if isinstance(line, int) else "")
             if isinstance(comment.get("diff_hunk"), str):
-                where += "\n```diff\n" + sanitize(comment["diff_hunk"], 4000).replace("```", "'''") + "\n```"
+                # code, shown verbatim on GitHub: only invisible characters go (sanitize() would eat `<div>`)
+                where += "\n" + code_block(comment["diff_hunk"], "diff", 4000)
         return Request(
             event=env.event_name, actor=login, instruction=instruction, kind="pull_request",
             number=_number(pr.get("number")), comment_id=comment_id, title=sanitize(pr.get("title"), 500),

@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import base64
 import os
+import posixpath
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.workspace import GitError, git
+from runner.workspace import GitError, git, resolve_commit, trusted_git_dir
 
 AUTHOR_NAME = "astra-run"
 AUTHOR_EMAIL = "astra-run@users.noreply.github.com"
-PROTECTED_PREFIXES = (".github/workflows/", ".github/actions/")
-"""Changes here run with the repository's secrets once pushed: published only when allowed."""
+PROTECTED_DIRS = (".github/workflows", ".github/actions")
+"""Changes here run with the repository's secrets once pushed: published only when allowed.
+Matched case-insensitively (a checkout on a case-insensitive file system makes `.GitHub/Workflows`
+the same directory), as the directory itself or anything under it; `.github` itself is protected
+too (replacing it by a symlink would redirect both)."""
+SYMLINK_MODE = "120000"
 
 
 def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
@@ -35,8 +40,7 @@ def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def git_dir_of(checkout: Path) -> Path:
-    proc = git(["rev-parse", "--path-format=absolute", "--git-common-dir"], work_tree=checkout)
-    return Path(_out(proc))
+    return trusted_git_dir(str(checkout), Path(os.devnull))  # a local path: the cache is never used
 
 
 def auth_env(token: str, server_url: str) -> dict[str, str]:
@@ -81,7 +85,7 @@ def fetch(git_dir: Path, refspec_src: str, local_ref: str, token: str, server_ur
 
 
 def rev_parse(git_dir: Path, ref: str) -> str:
-    return _out(git(["rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}"], git_dir=git_dir))
+    return resolve_commit(git_dir, ref)
 
 
 def has_commit(git_dir: Path, sha: str) -> bool:
@@ -93,37 +97,83 @@ def read_file_at(git_dir: Path, commit: str, path: str) -> str | None:
     return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
 
 
+def check_branch_name(git_dir: Path, name: str) -> bool:
+    """`name` is a valid branch name (`git check-ref-format --branch`; `@{-1}`-style names refused)."""
+    if not name or name.startswith("-") or "@{" in name or name in ("@", "HEAD"):
+        return False
+    proc = git(["check-ref-format", "--branch", name], git_dir=git_dir, check=False)
+    return proc.returncode == 0 and _out(proc) == name
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
     files: tuple[str, ...]
+    symlinks: tuple[tuple[str, str], ...] = ()
+    """Symlinks the commit adds or changes: (path, target)."""
+
+
+def _norm(path: str) -> str:
+    """A repository path as a case-insensitive file system (or Windows) would resolve it."""
+    parts = [p.rstrip(" .") for p in path.replace("\\", "/").split("/")]
+    return "/".join(p for p in parts if p).casefold()
+
+
+def is_protected(path: str) -> bool:
+    p = _norm(path)
+    return p == ".github" or any(p == d or p.startswith(d + "/") for d in PROTECTED_DIRS)
 
 
 def protected_files(files: Sequence[str]) -> list[str]:
-    return [f for f in files if any(f.startswith(p) for p in PROTECTED_PREFIXES)]
+    return [f for f in files if is_protected(f)]
 
 
-def commit_patch(git_dir: Path, base: str, patch: Path, message: str,
-                 extra_env: Mapping[str, str] | None = None) -> Commit:
+def risky_symlinks(commit: Commit) -> list[str]:
+    """Symlinks that are, or point into, `.github`: never published (they would redirect the
+    workflow or action directories past the protected-path check)."""
+    risky = []
+    for path, target in commit.symlinks:
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target.replace("\\", "/")))
+        if any(_norm(p) == ".github" or _norm(p).startswith(".github/") for p in (path, resolved)):
+            risky.append(f"{path} -> {target}")
+    return risky
+
+
+def _changes(git_dir: Path, base: str, env: dict[str, str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    raw = git(["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", base], git_dir=git_dir, env=env)
+    fields = raw.stdout.decode("utf-8", "surrogateescape").split("\0")
+    files: list[str] = []
+    links: list[tuple[str, str]] = []
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not meta.startswith(":"):
+            continue
+        _old_mode, new_mode, _old, new_sha, _status = meta[1:].split()
+        files.append(path)
+        if new_mode == SYMLINK_MODE:
+            target = git(["cat-file", "blob", new_sha], git_dir=git_dir).stdout.decode("utf-8", "surrogateescape")
+            links.append((path, target))
+    return tuple(files), tuple(links)
+
+
+def commit_patch(git_dir: Path, base: str, patch: Path, message: str) -> Commit:
     """One commit: `patch` applied on `base` in a private index (no working tree). Never pushes."""
     with tempfile.TemporaryDirectory(prefix="astra-publish-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"),
                "GIT_AUTHOR_NAME": AUTHOR_NAME, "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
-               "GIT_COMMITTER_NAME": AUTHOR_NAME, "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL, **(extra_env or {})}
+               "GIT_COMMITTER_NAME": AUTHOR_NAME, "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL}
         git(["read-tree", base], git_dir=git_dir, env=env)
         git(["apply", "--cached", "--binary", "--whitespace=nowarn", str(patch)], git_dir=git_dir, env=env)
-        names = git(["diff", "--cached", "--name-only", "-z", "--no-renames", base], git_dir=git_dir, env=env)
-        files = tuple(n for n in names.stdout.decode("utf-8", "replace").split("\0") if n)
+        files, links = _changes(git_dir, base, env)
         tree = _out(git(["write-tree"], git_dir=git_dir, env=env))
         msg_file = Path(tmp) / "message"
         msg_file.write_text(message, encoding="utf-8")
         sha = _out(git(["commit-tree", tree, "-p", base, "-F", str(msg_file)], git_dir=git_dir, env=env))
-    return Commit(sha, files)
+    return Commit(sha, files, links)
 
 
 def push(git_dir: Path, sha: str, branch: str, token: str, server_url: str) -> None:
     """Push `sha` to origin's `refs/heads/<branch>`: creates it or fast-forwards it, never forces."""
-    if branch.startswith(("+", "-")) or ":" in branch:
+    if not check_branch_name(git_dir, branch) or branch.startswith("+") or ":" in branch:
         raise GitError(f"refusing to push to the branch name {branch!r}")
     _remote_git(["push", "--quiet", "--no-verify", "origin", f"{sha}:refs/heads/{branch}"],
                 git_dir, token, server_url)

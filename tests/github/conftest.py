@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from runner.github import cmd_github
+from runner.github import command as command_mod
 from runner.models.base import ModelRequest
 from tests.conftest import make_repo, sh_git
 from tests.fakes.github_api import FakeGitHubAPI
@@ -30,7 +31,7 @@ BUGGY = "def mean(xs):\n    return sum(xs) / len(xs)\n"
 TESTS = "from calc import mean\n\ndef test_empty():\n    assert mean([]) == 0\n\ndef test_two():\n    assert mean([1, 3]) == 2\n"
 FIX_EDIT = {"name": "edit", "input": {"path": "calc.py", "old_string": "    return sum",
                                       "new_string": "    if not xs:\n        return 0\n    return sum"}}
-FIX = [{"text": "fixing", "tool_calls": [FIX_EDIT]}, {"text": "Fixed mean([])."}]
+FIX: list[dict[str, Any]] = [{"text": "fixing", "tool_calls": [FIX_EDIT]}, {"text": "Fixed mean([])."}]
 BASE_TASK = {
     "sandbox": {"backend": "local"},
     "verify": [{"name": "base-tests", "run": "python -m pytest -q -p no:cacheprovider"}],
@@ -133,6 +134,9 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
         monkeypatch.setenv("ASTRA_OUT", str(out))
         monkeypatch.setenv("ASTRA_SANDBOX", "local")
+        # the local backend is refused for real (the token could be read from /proc); tests use it
+        # for speed through the private flag, which nothing in a repository or workflow can set
+        monkeypatch.setattr(command_mod, "_ALLOW_LOCAL_SANDBOX", True)
         monkeypatch.chdir(checkout)
         w = World(tmp_path, gh, origin, checkout, out, monkeypatch)
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,8 @@ def test_action_inputs_and_outputs_are_wired() -> None:
     ids = {s["id"] for s in steps if "id" in s}
     written = {f.name for f in dataclasses.fields(Outputs)}
     for name, spec in outputs.items():
-        m = re.fullmatch(r"\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*\}\}", spec["value"])
+        m = re.fullmatch(r"\$\{\{\s*steps\.([\w-]+)\.outputs\.([\w-]+)\s*(?:\|\|\s*steps\.gate\.outputs\.\2\s*)?\}\}",
+                         spec["value"])
         assert m, (name, spec["value"])
         assert m.group(1) in ids and m.group(2) == name and name in written
     for step in steps:
@@ -72,8 +74,10 @@ def test_action_inputs_and_outputs_are_wired() -> None:
 def test_secrets_reach_only_the_run_step() -> None:
     steps = action()["runs"]["steps"]
     holders = [s.get("id") or s.get("name") for s in steps
-               if any("anthropic_api_key" in e or "github_token" in e for e in expressions(s))]
+               if any("anthropic_api_key" in e for e in expressions(s))]
     assert holders == ["run"]
+    token_holders = [s.get("id") or s.get("name") for s in steps if any("github_token" in e for e in expressions(s))]
+    assert token_holders == ["gate", "run"]  # the gate asks the API for the commenter's permission
     run = next(s for s in steps if s.get("id") == "run")
     assert run["env"]["ANTHROPIC_API_KEY"] == "${{ inputs.anthropic_api_key }}"
     assert run["env"]["GITHUB_TOKEN"] == "${{ inputs.github_token }}"
@@ -171,3 +175,38 @@ def test_actionlint_does_catch_a_mistake(tmp_path: Path) -> None:
     bad.write_text(LOCAL_USE.replace("steps.astra.outputs.pr_url", "steps.astar.outputs.pr_url"))
     code, problems = _actionlint(bad)
     assert code == 1 and any("astar" in str(p["message"]) for p in problems)
+
+
+def test_gate_step_skips_the_expensive_steps() -> None:
+    """S6: an event that does not trigger (or an unauthorised commenter) costs seconds: the gate
+    runs before installing astra-run, Docker and the image, and every one of those is conditional."""
+    steps = action()["runs"]["steps"]
+    names = [s.get("id") or s.get("name") for s in steps]
+    gate = names.index("gate")
+    assert all("setup-python" in s.get("uses", "") for s in steps[:gate])  # only Python before the gate
+    for step in steps[gate + 1:]:
+        if "upload-artifact" in step.get("uses", ""):
+            continue
+        assert "steps.gate.outputs.run == 'true'" in step.get("if", ""), step.get("name")
+    run = steps[gate]["run"]
+    assert "python -I -c" in run and "runner.github.gate" in run  # -I: the repository is not on sys.path
+    assert "anthropic" not in str(steps[gate]).lower()
+
+
+def test_gate_imports_only_the_standard_library(tmp_path: Path) -> None:
+    """The gate runs before astra-run's dependencies are installed, exactly as action.yml runs it."""
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"action": "created", "comment": {"body": "no trigger", "user": {"login": "a"}},
+                                 "issue": {"number": 1}}))
+    out = tmp_path / "out"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from runner.github.gate import main; rc = main(); "
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pydantic', 'yaml', 'anthropic', 'docker', 'mcp') or m in ('runner.settings', 'runner.github.command'));"
+            " print(heavy); sys.exit(rc)")
+    env = {"PATH": os.environ["PATH"], "GITHUB_EVENT_NAME": "issue_comment", "GITHUB_EVENT_PATH": str(event),
+           "GITHUB_REPOSITORY": "o/r", "GITHUB_OUTPUT": str(out), "GITHUB_API_URL": "http://127.0.0.1:9"}
+    proc = subprocess.run([sys.executable, "-I", "-c", code, str(ROOT)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert "run=false" in out.read_text() and "status=skipped" in out.read_text()

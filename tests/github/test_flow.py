@@ -5,19 +5,22 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
+from runner.github.comment import marker as tracking_marker
 from tests.conftest import sh_git
 from tests.github.conftest import FIX, TOKEN, World, payload
 
 MARK = "<!-- astra-run:tracking run=4242"
 
 
-def comment_event(body: str, user: str = "Codertocat", kind: str = "issue", user_type: str = "User") -> dict:
+def comment_event(body: str, user: str = "Codertocat", kind: str = "issue", user_type: str = "User") -> dict[str, Any]:
     data = copy.deepcopy(payload(f"issue_comment.{'issue' if kind == 'issue' else 'pull_request'}.json"))
     data["comment"]["body"] = body
     data["comment"]["user"] = {**data["comment"]["user"], "login": user, "type": user_type}
@@ -172,14 +175,14 @@ def _commit_on_origin(world: World, files: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("user", ["reader", "triager", "stranger"])
-def test_no_write_access_no_run_one_reply(world: World, user: str) -> None:
+def test_no_write_access_no_run_no_reply(world: World, user: str) -> None:
+    # no reply at all: a denial comment would let anyone make the bot post (docs/github.md)
     world.event("issue_comment", comment_event("/astra delete everything", user=user))
     assert world.run("pr") == 0
-    assert [c.method for c in world.gh.calls] == ["GET", "POST"]
-    reply = world.gh.comments[1][0]["body"]
-    assert "write access" in reply and "delete everything" not in reply and reply.startswith(MARK)
-    assert not world.out.exists() and world.requests == []
+    assert [c.method for c in world.gh.calls] == ["GET"]
+    assert not world.gh.comments and not world.out.exists() and world.requests == []
     assert world.outputs()["status"] == "skipped"
+    assert "write" in (world.tmp / "step_summary.md").read_text()
 
 
 def test_maintain_role_may_trigger(world: World) -> None:
@@ -305,15 +308,193 @@ def test_failed_run_is_reported_not_pushed(world: World) -> None:
 
 
 def test_through_the_cli(world: World) -> None:
+    # the real CLI in a child process; the local backend allowed by the test-only flag, set in code
     world.event("issue_comment", comment_event("/astra fix"))
     env = {**os.environ, "GITHUB_TOKEN": TOKEN}
-    proc = subprocess.run([sys.executable, "-m", "runner", "github", "--publish", "comment"], cwd=world.checkout,
-                          env=env, capture_output=True, text=True, timeout=120,
-                          )
+    code = ("import sys; import runner.github.command as c; c._ALLOW_LOCAL_SANDBOX = True; "
+            "from runner.cli import main; sys.exit(main(['github', '--publish', 'comment']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=world.checkout,
+                          env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in world.gh.comments[1][0]["body"]
     assert world.outputs()["status"] == "success"
     assert TOKEN not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("source", ["task.yaml", "ASTRA_SANDBOX"])
+def test_local_backend_is_refused(world: World, source: str) -> None:
+    """S1: with the local backend the agent's commands could read the token from /proc/<pid>/environ
+    of this process (popping it from os.environ does not change that): `astra-run github` refuses it."""
+    if source == "ASTRA_SANDBOX":
+        _commit_on_origin(world, {".astra/task.yaml": "sandbox: {backend: docker}\n"})
+    else:
+        world.monkeypatch.delenv("ASTRA_SANDBOX")
+    world.script([{"tool_calls": [{"name": "bash", "input": {"command": "cat /proc/*/environ > leak.txt"}}]},
+                  {"text": "done"}])
+    world.event("issue_comment", comment_event("/astra fix"))
+    env = {**os.environ, "GITHUB_TOKEN": TOKEN}  # the token in the real environment of the process
+    proc = subprocess.run([sys.executable, "-m", "runner", "github", "--publish", "pr"], cwd=world.checkout,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Docker sandbox" in proc.stderr and "local" in proc.stderr
+    assert not world.out.exists() and not (world.checkout / "leak.txt").exists()
+    everything = [proc.stdout, proc.stderr, (world.tmp / "gh_output").read_text()]
+    everything += [json.dumps(c.body) for c in world.gh.calls]
+    everything += [p.read_text(errors="replace") for p in world.tmp.glob("*.md")]
+    assert all(TOKEN not in text for text in everything)
+    final = world.gh.comments[1][0]["body"]
+    assert "could not start" in final and "Docker" in final
+    assert world.outputs()["exit_code"] == "2" and world.outputs()["status"] == "error"
+
+
+def test_host_mcp_servers_are_refused(world: World) -> None:
+    """A stdio MCP server on the host could read the token from /proc too."""
+    world.monkeypatch.delenv("ASTRA_SANDBOX")
+    _commit_on_origin(world, {".astra/task.yaml": "sandbox: {backend: docker}\nmcp_servers:\n"
+                                                  "  x: {command: python3, where: host}\n"})
+    world.event("issue_comment", comment_event("/astra fix"))
+    env = {**os.environ, "GITHUB_TOKEN": TOKEN}
+    proc = subprocess.run([sys.executable, "-m", "runner", "github", "--publish", "none"], cwd=world.checkout,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "MCP servers on the host (x)" in proc.stderr
+
+
+def test_hostile_comment_with_the_marker_is_never_adopted(world: World) -> None:
+    """S4: the marker is predictable; a comment carrying it is adopted only when it is ours."""
+    data = comment_event("/astra fix")
+    mark = tracking_marker("4242", str(data["comment"]["id"]))
+    world.gh.comments[1] = [
+        {"id": 77, "body": f"{mark}\nI am the tracking comment now", "user": {"login": "mallory", "type": "User"}},
+        {"id": 78, "body": f"{mark}\nme too", "user": {"login": "mallory[bot]", "type": "Bot"}},
+    ]
+    world.event("issue_comment", data)
+    assert world.run("comment") == 0
+    assert not world.gh.calls_to("PATCH", r"/comments/7[78]$")
+    ours = [c for c in world.gh.comments[1] if c["id"] not in (77, 78)]
+    assert len(ours) == 1 and "SUCCESS" in ours[0]["body"]
+    assert world.gh.comments[1][0]["body"].endswith("I am the tracking comment now")
+
+
+def test_unexpected_error_in_publish_still_reports(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B2: an exception that is not an AstraError after the tracking comment was posted."""
+    from runner.github import gitops
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gitops, "commit_patch", broken)
+    world.event("issue_comment", comment_event("/astra fix"))
+    assert world.run("pr") == 4
+    final = world.gh.comments[1][0]["body"]
+    assert "working" not in final and "publishing failed" in final and "No space left" in final
+    assert "SUCCESS" in final and "```diff" in final  # the run's result is still reported
+    out = world.outputs()
+    assert out["exit_code"] == "4" and out["status"] == "success" and out["patch_path"]
+
+
+def test_unexpected_error_before_the_run_still_reports(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner.github import command
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(command, "build_prompt", broken)
+    world.event("issue_comment", comment_event("/astra fix"))
+    assert world.run("comment") == 4
+    final = world.gh.comments[1][0]["body"]
+    assert "working" not in final and "could not start" in final and "disk gone" in final
+    assert world.outputs()["exit_code"] == "4" and world.outputs()["status"] == "error"
+
+
+@pytest.mark.parametrize("name,command,allowed", [
+    ("symlinked workflows dir", "mkdir -p evil .github && printf 'on: push\\n' > evil/x.yml && "
+                                "ln -s ../evil .github/workflows", True),
+    (".github is a symlink", "mkdir -p evil/workflows && printf 'on: push\\n' > evil/workflows/x.yml && "
+                             "ln -s evil .github", True),
+    ("symlink into .github", "ln -s .github/workflows wf", True),
+    ("rename into workflows", "mkdir -p .github/workflows && mv AGENTS.md .github/workflows/x.yml", False),
+    ("case variant", "mkdir -p .GitHub/Workflows && printf 'on: push\\n' > .GitHub/Workflows/x.yml", False),
+])
+def test_workflow_guard_cannot_be_bypassed(world: World, name: str, command: str, allowed: bool) -> None:
+    """S3: symlinks that are or point into .github are never published (not even with
+    ASTRA_ALLOW_WORKFLOW_CHANGES=true); .github paths match case-insensitively, renames included."""
+    world.script([{"tool_calls": [FIX_EDIT_, {"name": "bash", "input": {"command": command}}]}, {"text": "done"}])
+    task = ("sandbox: {backend: local}\npolicy: {default: allow}\n"
+            "verify: [{name: base-tests, run: 'python -m pytest -q -p no:cacheprovider'}]\n")
+    _commit_on_origin(world, {".astra/task.yaml": task})
+    if allowed:
+        world.monkeypatch.setenv("ASTRA_ALLOW_WORKFLOW_CHANGES", "true")
+    world.event("issue_comment", comment_event("/astra fix"))
+    assert world.run("pr") == 0
+    assert world.result()["status"] == "success"
+    assert [b for b in world.branches() if b.startswith("astra/")] == [] and not world.gh.created_pulls
+    final = world.gh.comments[1][0]["body"]
+    assert "Not published" in final and (".github" in final.lower()), final
+
+
+def test_valid_branch_names_are_accepted(world: World) -> None:
+    """B9: `@`, `+` and non-ASCII are valid in branch names (git check-ref-format --branch)."""
+    branch = "fix/ü+x@1"
+    head = world.make_pr(2, {"README.md": "pr change\n"}, branch=branch)
+    data = copy.deepcopy(payload("pull_request_review_comment.json"))
+    data["pull_request"] = world.pr_payload(2, head, head_ref=branch)
+    world.event("pull_request_review_comment", data)
+    world.monkeypatch.setenv("ASTRA_PUSH_TO_PR_HEAD", "true")
+    assert world.run("branch") == 0, world.gh.comments
+    assert world.outputs()["branch"] == branch
+    assert sh_git(world.origin, "rev-parse", f"{world.branches()[branch]}^") == head
+
+
+@pytest.mark.parametrize("bad", ["a..b", "-x", "x.lock", "@{-1}", "a b", "a:b", "~x", "x/"])
+def test_invalid_branch_names_are_refused(world: World, bad: str) -> None:
+    head = world.make_pr(2, {"README.md": "pr change\n"})
+    data = copy.deepcopy(payload("pull_request_review_comment.json"))
+    data["pull_request"] = world.pr_payload(2, head)
+    data["pull_request"]["base"]["ref"] = bad
+    world.event("pull_request_review_comment", data)
+    from runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="branch name"):
+        world.run("comment")
+    assert world.requests == []
+
+
+def test_task_yaml_errors_name_their_line(world: World) -> None:
+    _commit_on_origin(world, {".astra/task.yaml": "sandbox: {backend: local}\nlimits:\n  max_turns: -3\n"})
+    world.event("issue_comment", comment_event("/astra fix"))
+    from runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"main:\.astra/task\.yaml:3: limits\.max_turns"):
+        world.run("comment")
+
+
+@pytest.mark.parametrize("user,body,run,calls", [
+    ("Codertocat", "no trigger here", "false", []),
+    ("reader", "/astra fix", "false", ["GET"]),
+    ("stranger", "/astra fix", "false", ["GET"]),
+    ("maintainer", "/astra fix", "true", ["GET"]),
+])
+def test_gate(world: World, user: str, body: str, run: str, calls: list[str]) -> None:
+    """S6: the action's first step decides cheaply, and never replies."""
+    from runner.github.gate import main
+
+    world.event("issue_comment", comment_event(body, user=user))
+    assert main({**os.environ, "GITHUB_TOKEN": TOKEN}) == 0
+    out = world.outputs()
+    assert out["run"] == run and [c.method for c in world.gh.calls] == calls
+    if run == "false":
+        assert out["status"] == "skipped" and out["exit_code"] == "0" and out["reason"]
+    assert not world.gh.comments
+
+
+def test_gate_api_failure_stops_the_job(world: World) -> None:
+    from runner.github.gate import main
+
+    world.gh.fail[("GET", "permission")] = 500
+    world.event("issue_comment", comment_event("/astra fix"))
+    assert main({**os.environ, "GITHUB_TOKEN": TOKEN}) == 4
+    assert world.outputs()["run"] == "false" and world.outputs()["exit_code"] == "4"
 
 
 @pytest.mark.docker
