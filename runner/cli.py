@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     batch = sub.add_parser("batch", help="run the tasks of a batch manifest")
     batch.add_argument("manifest")
-    batch.add_argument("--out", default="astra-out")
+    batch.add_argument("--out", default=None, help="output directory (default: $ASTRA_OUT, else astra-out)")
     batch.add_argument("-j", "--jobs", type=int, default=1)
     batch.add_argument("--shard", help="I/N: run only this deterministic share of the tasks")
     batch.add_argument("--resume", action="store_true", help="skip tasks whose result.json is final")

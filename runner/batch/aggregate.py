@@ -23,11 +23,13 @@ from typing import Any
 
 from runner.reports.files import write_text_atomic
 from runner.reports.junit import clean_text, merge_suites
+from runner.reports.summary import format_cost
 
 FINAL_STATUSES = frozenset({"success", "failed", "limit"})
 """A result.json with one of these is reused by --resume; `error` and `interrupted` run again."""
 SKIPPED = "skipped"
-AGGREGATE_FILES = ("junit.xml", "cost.json", "summary.md", "results.jsonl")
+AGGREGATE_FILES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl"})
+"""The batch's files in OUT/ itself: no task directory may take their place."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _junit_of(entry: Entry) -> str:
     if entry.dir is not None:
         try:
             return (entry.dir / "junit.xml").read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, UnicodeDecodeError):  # missing, unreadable or corrupt: the synthetic suite
             pass
     # no junit.xml of its own: a suite with one testcase saying why
     name = clean_text(entry.name)
@@ -143,10 +145,6 @@ def _cell(value: object, limit: int = 200) -> str:
     text = " ".join(str(value).split())
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-
-
-def format_cost(cost: float | None) -> str:
-    return "unknown" if cost is None else f"${cost:.4f}"
 
 
 def summary_table(entries: Sequence[Entry], *, title: str, exit_code: int) -> str:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from runner.batch.aggregate import (
+    AGGREGATE_FILES,
     FINAL_STATUSES,
     SKIPPED,
     Entry,
     batch_exit_code,
-    format_cost,
     read_result,
     write_aggregates,
 )
@@ -25,11 +28,18 @@ from runner.batch.manifest import PlannedTask, load_manifest, select_shard, shar
 from runner.batch.progress import Progress, is_live
 from runner.batch.scheduler import Batch, BatchOptions, start_policy
 from runner.errors import ConfigError, InfraError
-from runner.reports.summary import append_step_summary
+from runner.reports.summary import append_step_summary, format_cost
+from runner.sandbox.local import LOCAL_WARNING
 from runner.settings import load_settings
+from runner.task import NAME_RE
 
+log = logging.getLogger(__name__)
 _TITLE = re.compile(r"^## astra-run batch: (.+)$")
-_TASK_DIR_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+
+def is_task_dir_name(name: str) -> bool:
+    """A name a task directory of a batch can have (a task name; never `.`-first or an aggregate)."""
+    return bool(NAME_RE.match(name)) and not name.startswith(".") and name not in AGGREGATE_FILES
 
 
 def split_resumed(tasks: Sequence[PlannedTask], out: Path) -> tuple[list[Entry], list[PlannedTask]]:
@@ -45,6 +55,9 @@ def split_resumed(tasks: Sequence[PlannedTask], out: Path) -> tuple[list[Entry],
     return done, todo
 
 
+DEFAULT_OUT = "astra-out"
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.jobs < 1:
@@ -52,7 +65,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.max_cost_usd is not None and not args.max_cost_usd > 0:
         raise ConfigError(f"--max-cost-usd: {args.max_cost_usd} must be greater than zero")
     shard = shard_from(args.shard, os.environ)
-    out = Path(args.out).expanduser().resolve()
+    out = Path(args.out or settings.out or DEFAULT_OUT).expanduser().resolve()  # --out, $ASTRA_OUT, default
     planned = load_manifest(args.manifest, settings, out)
     mine = select_shard(planned, shard)
     try:
@@ -60,6 +73,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise InfraError(f"cannot create the output directory {out}: {exc}") from None
     done, todo = split_resumed(mine, out) if args.resume else ([], list(mine))
+    if local := [p.name for p in todo if p.task.spec.sandbox.backend == "local"]:
+        shown = ", ".join(local[:10]) + (f" and {len(local) - 10} more" if len(local) > 10 else "")
+        print(f"astra-run batch: warning: {len(local)} task(s) use the local sandbox ({shown}): {LOCAL_WARNING}",
+              file=sys.stderr, flush=True)
 
     progress = Progress(sys.stdout, total=len(mine), live=is_live(sys.stdout))
     where = f"shard {shard} ({len(mine)} of {len(planned)} tasks)" if shard else f"{len(mine)} task(s)"
@@ -70,21 +87,47 @@ def cmd_batch(args: argparse.Namespace) -> int:
     options = BatchOptions(jobs=args.jobs, max_cost_usd=args.max_cost_usd, fail_fast=args.fail_fast,
                            start_cap=cap, stagger_s=stagger)
     batch = Batch(todo, done, settings, options, progress)
-    # each task's summary goes to its own summary.md; the step summary gets the batch's table only
-    step_summary = os.environ.pop("GITHUB_STEP_SUMMARY", None)
-    try:
-        asyncio.run(batch.run())
-    finally:
-        if step_summary is not None:
-            os.environ["GITHUB_STEP_SUMMARY"] = step_summary
+    title = Path(args.manifest).name
+
+    def finish() -> int:
+        """The aggregates of the tasks as they are now, the step summary, the closing line."""
         progress.close()
         entries = batch.entries_now()
         code = batch_exit_code([e.result for e in entries], batch.interrupt.signum)
-        summary = write_aggregates(out, entries, title=Path(args.manifest).name, exit_code=code)
-        if step_summary:
-            append_step_summary(summary)
-    _print_total(entries, code, out)
-    return code
+        summary = write_aggregates(out, entries, title=title, exit_code=code)
+        append_step_summary(summary)  # when $GITHUB_STEP_SUMMARY is set; the tasks' own are not
+        _print_total(entries, code, out)
+        return code
+
+    def second_signal(signum: int) -> None:
+        """A second SIGINT/SIGTERM: stop waiting for the running tasks' cleanup. The aggregates are
+        written as they are (tasks still stopping are `interrupted`), then the process exits at once
+        with the first signal's code; sandboxes still being removed are left to `astra-run cleanup`."""
+        first = batch.interrupt.signum or signum
+        code = 128 + first
+        try:
+            progress.note(f"{signal.Signals(signum).name} again: exiting now without waiting for the running "
+                          "tasks to clean up (`astra-run cleanup` removes what they leave)")
+            batch.mark_running_interrupted(first)
+            code = finish()
+        except BaseException:  # best effort: the exit must happen whatever the outputs do
+            log.debug("aggregates on the second signal failed", exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    batch.on_second_signal = second_signal
+    try:
+        asyncio.run(batch.run())
+    except Exception as exc:  # a bug of the batch runner itself: its tasks were stopped cleanly
+        finish()
+        first: BaseException = exc
+        while isinstance(first, BaseExceptionGroup) and first.exceptions:
+            first = first.exceptions[0]  # from the workers' TaskGroup
+        raise InfraError(f"internal error in the batch runner: {type(first).__name__}: {first}") from exc
+    return finish()
 
 
 def _print_total(entries: Sequence[Entry], code: int, out: Path) -> None:
@@ -109,6 +152,14 @@ def _print_total(entries: Sequence[Entry], code: int, out: Path) -> None:
 
 def read_batch_dir(directory: Path) -> list[Entry]:
     """The tasks of one batch output directory: per results.jsonl, or its task directories."""
+    try:
+        return _read_batch_dir(directory)
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable, or not text: a corrupt or foreign file
+        where = exc.filename if isinstance(exc, OSError) and exc.filename else directory / "results.jsonl"
+        raise ConfigError(f"{where}: cannot read it: {exc}") from None
+
+
+def _read_batch_dir(directory: Path) -> list[Entry]:
     entries: list[Entry] = []
     listing = directory / "results.jsonl"
     if listing.is_file():
@@ -120,7 +171,7 @@ def read_batch_dir(directory: Path) -> list[Entry]:
                 name = str(record["task"])
             except (ValueError, KeyError, TypeError):
                 raise ConfigError(f"{listing}:{n}: not a result line") from None
-            if not _TASK_DIR_NAME.match(name):
+            if not is_task_dir_name(name):
                 raise ConfigError(f"{listing}:{n}: task: {name!r} is not a task name")
             on_disk = read_result(directory / name)
             if on_disk is not None and on_disk.get("task") == name:
@@ -128,7 +179,7 @@ def read_batch_dir(directory: Path) -> list[Entry]:
             else:
                 entries.append(Entry(name, record, None))
         return entries
-    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and _TASK_DIR_NAME.match(p.name)):
+    for sub in sorted(p for p in directory.iterdir() if p.is_dir() and is_task_dir_name(p.name)):
         result = read_result(sub)
         if result is not None and result.get("task") == sub.name:
             entries.append(Entry(sub.name, result, sub))
@@ -144,7 +195,7 @@ def _rank(entry: Entry) -> tuple[int, str]:
 def _title(directory: Path) -> str | None:
     try:
         first = (directory / "summary.md").read_text(encoding="utf-8").splitlines()[0]
-    except (OSError, IndexError):
+    except (OSError, UnicodeDecodeError, IndexError):
         return None
     m = _TITLE.match(first)
     return m.group(1).replace("\\|", "|").replace("\\`", "`").replace("\\\\", "\\") if m else None
@@ -178,8 +229,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     code = batch_exit_code(e.result for e in merged)
     title = titles[0] if titles and all(t == titles[0] for t in titles) else f"merge of {len(args.dirs)} directories"
     summary = write_aggregates(out, merged, title=title, exit_code=code)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        append_step_summary(summary)
+    append_step_summary(summary)  # when $GITHUB_STEP_SUMMARY is set
     _print_total(merged, code, out)
     return code
 

@@ -23,23 +23,31 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import ErrorDetails
 
+from runner.batch.aggregate import AGGREGATE_FILES
 from runner.errors import ConfigError
 from runner.models.scripted import PREFIX as SCRIPTED
 from runner.models.scripted import resolve_script
 from runner.settings import Flags, Settings, apply_overrides
-from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, line_of, load_task, parse_yaml
+from runner.task import (
+    LoadedTask,
+    TaskSpec,
+    build_task,
+    deep_merge,
+    is_git_url,
+    line_of,
+    load_task,
+    parse_yaml,
+    validation_messages,
+)
 
-RESERVED_NAMES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl"})
-"""The batch's aggregate files in OUT/: no task directory may take their place."""
 SHARD_ENV = "ASTRA_SHARD"
 SHARD_COUNT_ENV = "ASTRA_SHARD_COUNT"
 K8S_INDEX_ENV = "JOB_COMPLETION_INDEX"
@@ -77,25 +85,6 @@ class PlannedTask:
     task: LoadedTask
 
 
-def _field(loc: Sequence[str | int]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _messages(
-    source: str, root: yaml.Node | None, errors: Iterable[ErrorDetails], prefix: Sequence[str] = ()
-) -> list[str]:
-    lines = []
-    for err in errors:
-        loc = [*prefix, *(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))]
-        what = {"extra_forbidden": "unknown key", "missing": "required field is missing"}.get(
-            err["type"], str(err["msg"]).removeprefix("Value error, "))
-        lines.append(f"{source}:{line_of(root, *loc)}: {_field(loc)}: {what}")
-    return lines
-
-
 def display_path(path: Path) -> str:
     """A path as the user would write it: relative to the current directory when under it."""
     try:
@@ -129,7 +118,7 @@ def load_manifest(path: str | os.PathLike[str], settings: Settings, out: Path) -
     try:
         spec = ManifestSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(_messages(source, root, exc.errors()))) from None
+        raise ConfigError("\n".join(validation_messages(source, root, exc))) from None
     base = file.resolve().parent
     errors = _check_defaults(spec.defaults, source, root)
     planned: list[PlannedTask] = []
@@ -186,9 +175,24 @@ def _check_defaults(defaults: Mapping[str, Any], source: str, root: yaml.Node | 
     try:  # the types of the defaults, checked once here rather than once per task file
         TaskSpec.model_validate(deep_merge({"name": "defaults", "prompt": "-"}, defaults))
     except ValidationError as exc:
-        # errors without a field (both `prompt` and `prompt_file`...) show in each task file instead
-        return _messages(source, root, [e for e in exc.errors() if e["loc"]], prefix=("defaults",))
-    return []
+        # the problems as a task file's, placed in the manifest: lines within `defaults:`, fields under it
+        node, fallback = _value_node(root, "defaults"), line_of(root, "defaults")
+        for message in validation_messages(source, node, exc):
+            line, field_and_problem = message[len(source) + 1:].split(": ", 1)
+            if field_and_problem.startswith("(top level): "):
+                continue  # no field (both `prompt` and `prompt_file`...): shows in each task file instead
+            errors.append(f"{source}:{line if node is not None else fallback}: defaults.{field_and_problem}")
+    return errors
+
+
+def _value_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
+    """The node of `key`'s value in a mapping node."""
+    if isinstance(root, yaml.MappingNode):
+        for k, v in root.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                node: yaml.Node = v
+                return node
+    return None
 
 
 def _matrix_tasks(
@@ -244,7 +248,7 @@ def _check_names(planned: Sequence[PlannedTask]) -> list[str]:
     errors = []
     first: dict[str, PlannedTask] = {}
     for p in planned:
-        if p.name.startswith(".") or p.name in RESERVED_NAMES:
+        if p.name.startswith(".") or p.name in AGGREGATE_FILES:
             errors.append(f"{p.origin}: name: {p.name!r} cannot be a batch task name "
                           "(it would collide with OUT/ itself or an aggregate file)")
             continue

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from runner.batch.aggregate import format_cost
 from runner.reports.console import one_line
+from runner.reports.summary import format_cost
 
 
 def is_live(stream: TextIO) -> bool:

@@ -11,14 +11,19 @@
   their own limits. The tasks left are recorded as `skipped`.
 - SIGINT/SIGTERM: the shared Interrupt is set, then every running task is cancelled; each one's
   run_task writes all its outputs and removes its sandbox. Nothing new starts. The batch writes
-  its aggregates and exits 130/143.
+  its aggregates and exits 130/143. A second signal while that cleanup runs calls `on_second_signal`
+  (the command writes the aggregates as they are and exits at once, see commands.py).
+- A bug in the batch itself (an exception out of a worker) stops it like an interrupt would, but
+  without a signal: the other workers are cancelled, and with them their running tasks, each of
+  which still writes its outputs and removes its sandbox before the exception goes on.
+- Worktrees: `Workspace.create` serialises `git worktree add/remove` on one repository with a
+  file lock of its own, so tasks on one repository start concurrently like any others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import signal
@@ -33,7 +38,6 @@ from runner.batch.aggregate import Entry, read_result, skipped_record
 from runner.batch.manifest import PlannedTask
 from runner.batch.progress import Progress
 from runner.models.pricing import load_prices
-from runner.reports.console import Console
 from runner.reports.files import write_bytes_atomic, write_reports, write_text_atomic
 from runner.result import RunResult
 from runner.run import Interrupt, run_task
@@ -43,20 +47,6 @@ log = logging.getLogger(__name__)
 
 START_HOLD_S = 60.0
 """A start slot is held until the task's sandbox is up, but never longer than this."""
-START_RETRIES = 2
-"""How often a run that failed on git before its first turn is tried again."""
-
-
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    done = False
-
-    def call() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            action()
-
-    return call
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,6 @@ class BatchOptions:
     jobs: int = 1
     max_cost_usd: float | None = None
     fail_fast: bool = False
-    keep: bool = False
     start_cap: int = 4
     stagger_s: float = 0.1
 
@@ -93,23 +82,21 @@ class StartGate:
             yield
 
 
-class TaskWatch(Console):
-    """A silent console for one task: it feeds the batch's progress and start gate, prints nothing."""
+class TaskWatch:
+    """What one task's run reports to (a `runner.run.RunObserver`): it prints nothing, and feeds the
+    batch's progress (turns, cost) and its start gate (`started`: the sandbox is up, or the run ended)."""
 
     def __init__(self, name: str, on_update: Callable[[str, int, float | None], None]) -> None:
-        super().__init__(io.StringIO(), tty=False, verbosity=-1)
         self.name = name
+        self.redact: Callable[[str], str] = lambda text: text
+        """Set by run_task to the run's redactor (nothing here prints untrusted text)."""
         self.started = asyncio.Event()
         self.turns = 0
         self.cost: float | None = 0.0
         self._on_update = on_update
-        self.on_workspace: Callable[[], None] = lambda: None
-        """Called once the run has its worktree (or has ended): releases the repository's lock."""
 
     def on_event(self, event: Event) -> None:
         try:
-            if isinstance(event, RunStarted | RunError | RunFinished):
-                self.on_workspace()
             if isinstance(event, SandboxReady | RunError | RunFinished):
                 self.started.set()
             if isinstance(event, ModelTurn):
@@ -139,7 +126,8 @@ class Batch:
         self.stop_reason: str | None = None
         self.stop_exit: int | None = None
         self.gate = StartGate(options.start_cap, options.stagger_s)
-        self._repo_locks: dict[str, asyncio.Lock] = {}
+        self.on_second_signal: Callable[[int], None] | None = None
+        """Called (with the signal) when a second SIGINT/SIGTERM comes while the first one's cleanup runs."""
 
     # -- money -------------------------------------------------------------------------------------
     def spent(self) -> float:
@@ -176,10 +164,14 @@ class Batch:
                 pass
         ticker = asyncio.create_task(self._tick())
         try:
-            workers = [asyncio.create_task(self._worker()) for _ in range(min(self.options.jobs, len(self.queue)))]
-            await asyncio.gather(*workers)
+            # One worker raising cancels the others (TaskGroup), and a cancelled worker cancels
+            # the task it runs and waits for its outputs and cleanup (_run_one).
+            async with asyncio.TaskGroup() as workers:
+                for _ in range(min(self.options.jobs, len(self.queue))):
+                    workers.create_task(self._worker())
         finally:
             ticker.cancel()
+            await asyncio.gather(ticker, return_exceptions=True)
             for signum in installed:
                 loop.remove_signal_handler(signum)
         for p in self.queue:
@@ -193,8 +185,19 @@ class Batch:
             entries.setdefault(name, Entry(name, skipped_record(name, why, self.stop_exit), None))
         return sorted(entries.values(), key=lambda e: e.name)
 
+    def mark_running_interrupted(self, signum: int) -> None:
+        """Record the running tasks as interrupted now, without waiting for them (a second signal):
+        their own outputs may be incomplete, and `--resume` runs them again."""
+        name = signal.Signals(signum).name
+        for task in self.running:
+            record = skipped_record(task, f"interrupted by {name}; the batch exited before this task had written "
+                                    "its outputs", 128 + signum)
+            self.entries.setdefault(task, Entry(task, {**record, "status": "interrupted"}, None))
+
     def _on_signal(self, signum: int) -> None:
-        if self.interrupt.signum is not None:
+        if self.interrupt.signum is not None:  # a second signal: the user will not wait for the cleanup
+            if self.on_second_signal is not None:
+                self.on_second_signal(signum)
             return
         self.interrupt.signum = signum
         self._stop(f"interrupted by {signal.Signals(signum).name}", exit_code=None)
@@ -219,12 +222,22 @@ class Batch:
             child = asyncio.create_task(self._guarded(planned, watch), name=f"astra-task-{planned.name}")
             self.running[planned.name] = (child, watch)
             self.progress.start(planned.name)
-            waiter = asyncio.create_task(watch.started.wait())
-            await asyncio.wait({child, waiter}, timeout=START_HOLD_S, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+            try:
+                waiter = asyncio.create_task(watch.started.wait())
+                try:
+                    await asyncio.wait({child, waiter}, timeout=START_HOLD_S, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+            except asyncio.CancelledError:
+                await self._abandon(planned, child)
+                raise
         try:
             entry = await child
-        except asyncio.CancelledError:  # cancelled before run_task began: it wrote nothing
+        except asyncio.CancelledError:
+            if not child.done():
+                await self._abandon(planned, child)
+                raise
+            # the task was cancelled before run_task began: it wrote nothing
             entry = Entry(planned.name, skipped_record(planned.name, "not started: interrupted", None), None)
         finally:
             self.running.pop(planned.name, None)
@@ -234,32 +247,28 @@ class Batch:
         if self.options.fail_fast and status not in ("success", "interrupted"):
             self._stop(f"--fail-fast: task {planned.name} ended with status {status}", exit_code=None)
 
-    async def _guarded(self, planned: PlannedTask, watch: TaskWatch) -> Entry:
-        """run_task, with any exception it lets out turned into an `error` result of this task only.
+    async def _abandon(self, planned: PlannedTask, child: asyncio.Task[Entry]) -> None:
+        """This worker is cancelled (the batch is ending on an error of its own): so is its task,
+        whose run still writes its outputs and removes its sandbox before this returns."""
+        self._stop("the batch runner itself failed", exit_code=None)
+        child.cancel()
+        await asyncio.wait({child})
+        self.running.pop(planned.name, None)
+        if not child.cancelled() and child.exception() is None:
+            self.entries[planned.name] = child.result()
+        else:
+            self.entries[planned.name] = Entry(planned.name, skipped_record(
+                planned.name, "stopped: the batch ended before it finished", None), None)
 
-        Worktrees of one repository are created one at a time (a per-repository lock held until the
-        run has its workspace), and a run that failed on git before its first turn is tried again
-        (START_RETRIES): concurrent `git worktree add/prune` in one repository can race.
-        """
+    async def _guarded(self, planned: PlannedTask, watch: TaskWatch) -> Entry:
+        """run_task, with any exception it lets out turned into an `error` result of this task only."""
         out = Path(planned.task.spec.outputs.dir)
-        lock = self._repo_locks.setdefault(planned.task.repo, asyncio.Lock())
-        for attempt in range(START_RETRIES + 1):
-            await lock.acquire()
-            watch.on_workspace = _once(lock.release)
-            try:
-                result = await run_task(planned.task, self.settings, keep=self.options.keep, console=watch,
-                                        interrupt=self.interrupt)
-            except Exception as exc:
-                return Entry(planned.name, self._record_crash(planned, out, exc), out if out.is_dir() else None)
-            finally:
-                watch.on_workspace()
-            retry = (result.status == "error" and result.error_kind == "git" and result.turns == 0
-                     and self.interrupt.signum is None and attempt < START_RETRIES)
-            if not retry:
-                break
-            self.progress.note(f"task {planned.name}: trying again after a git failure at start: "
-                               f"{result.reason.splitlines()[0][:200]}")
-            await asyncio.sleep(0.2 * (attempt + 1))
+        try:
+            # each task's summary.md is its own; the step summary gets the batch's table only
+            result = await run_task(planned.task, self.settings, console=watch, interrupt=self.interrupt,
+                                    step_summary=False)
+        except Exception as exc:
+            return Entry(planned.name, self._record_crash(planned, out, exc), out if out.is_dir() else None)
         on_disk = read_result(out)  # the redacted result.json run_task wrote
         if on_disk is None or on_disk.get("run_id") != result.run_id:
             return Entry(planned.name, result.to_json(), None)

@@ -17,8 +17,9 @@
   host. The file is read inside the sandbox, so a symlink in it cannot make the host read a file.
 - Tools listed at start become `mcp__<server>__<tool>` (valid for the Messages API,
   deduplicated), schemas passed through; policy rules match them by name.
-- Failures: a required server that does not start ends the run (`McpError`, exit 4) with its
-  stderr tail; an `optional: true` one is skipped with a warning. A server that dies mid-run
+- Failures: a required server that does not start (or names a `${NAME}` the host does not set)
+  ends the run (`McpError`, exit 4) with its stderr tail; an `optional: true` one is skipped with
+  a warning. A server that dies mid-run
   makes its tools fail (the model is told) and a warning note records it. Every call has the
   server's `timeout`. `close()` leaves no server process behind, on the host or in the container.
 """
@@ -69,6 +70,9 @@ class McpServers:
             try:
                 plan, host_values = plan_from_task(name, spec)
             except ConfigError as exc:  # a ${NAME} not set on the host
+                if spec.optional:
+                    emit(Note(f"MCP server {name!r}: {exc}\n(optional: skipped, the run goes on)", level="warning"))
+                    continue
                 raise McpError(f"MCP server {name!r}: {exc}") from None
             redactor.add(host_values)
             plans.append(plan)
@@ -106,8 +110,8 @@ class McpServers:
                 continue
             started.append(conn)
             for mcp_tool in outcome:
-                tools.append(McpTool(tool_name(conn.plan.name, mcp_tool.name, taken), conn.plan.name,
-                                     mcp_tool, conn.call))
+                tools.append(McpTool.make(tool_name(conn.plan.name, mcp_tool.name, taken), conn.plan.name,
+                                          mcp_tool, conn.call))
             emit(Note(f"{conn.plan.label}: {len(outcome)} tools"))
         servers_ = cls(started, tools)
         if failures:

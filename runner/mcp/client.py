@@ -108,6 +108,12 @@ class Connection:
         except BaseException as exc:
             if not self._ready.done():
                 self._ready.set_exception(await self._start_failure(exc))
+            elif isinstance(exc, Exception) and not self._closing and self.dead is None:
+                # the connection failed after start (an HTTP server went away, the SDK's reader
+                # broke): the server is gone for the rest of the run, and the run is told so
+                self._session = None
+                self.dead = f"lost its connection ({_describe(exc)})"
+                await self._report_death(self.dead)
             if not isinstance(exc, Exception):
                 raise
 
@@ -130,19 +136,23 @@ class Connection:
             why += f"\nits stderr ends with:\n{tail[-2000:]}" if tail else "\n(nothing on its stderr)"
         return StartFailed(why)
 
-    def _eof(self) -> None:
+    def _eof(self, why: str | None) -> None:
+        """The transport stopped reading the server's output: `why`, or None when it ended."""
         if self._closing or self.dead is not None or not self._ready.done():
             return
-        self.dead = "its output ended"
-        self._report_task = asyncio.get_running_loop().create_task(self._report_death())
+        self.dead = why or "its output ended"
+        self._report_task = asyncio.get_running_loop().create_task(self._report_death(why))
 
-    async def _report_death(self) -> None:
-        why = "closed its connection"
-        if self._process is not None:
-            code = await self._process.exit_code()
-            why = f"exited with code {code}" if code is not None else "closed its output"
-            if tail := await self._process.stderr_tail():
-                why += f"; its stderr ends with: {tail[-1000:]}"
+    async def _report_death(self, why: str | None = None) -> None:
+        """Say once, as a warning, why the server is gone (`why`, else its exit code and stderr)."""
+        if why is None:
+            why = "closed its connection"
+            if self._process is not None:
+                code = await self._process.exit_code()
+                why = f"exited with code {code}" if code is not None else "closed its output"
+        # a server that is still running (we gave up on it) has no last words to wait for
+        if self._process is not None and (tail := await self._process.stderr_tail(wait=1.0 if why is None else 0)):
+            why += f"; its stderr ends with: {tail[-1000:]}"
         self.dead = why
         if not self._closing:
             self._on_death(f"{self.plan.label} {why}; its tools now return errors and the run goes on")
@@ -181,6 +191,10 @@ class Connection:
         self._closing = True
         self._session = None  # later calls: "not running (closed)"
         self._stop.set()
+        report = self._report_task
+        if report is not None and not report.done():
+            report.cancel()  # the run is ending: nobody is left to tell
+            await asyncio.wait({report}, timeout=5)
         owner = self._owner
         if owner is None:
             return

@@ -31,6 +31,7 @@ STDERR_TAIL = 4000
 """Bytes of a server's stderr kept for error messages."""
 MAX_LINE = 64 * 1024 * 1024
 """A JSON-RPC line longer than this ends the connection (a runaway server)."""
+READ_CHUNK = 65536
 EXIT_GRACE_S = 2.0
 """How long a server may take to exit by itself once its stdin is closed (the MCP shutdown)."""
 HOST_ENV_KEEP = ("PATH", "HOME", "LANG")
@@ -140,10 +141,21 @@ class ServerProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.exit_code(5)
+        await self._drain_stdout()
         # Its last words stay readable (stderr_tail); a grandchild holding stderr open is not waited for.
         await asyncio.wait({self._stderr_task}, timeout=1.0)
         if not self._stderr_task.done():
             self._stderr_task.cancel()
+
+    async def _drain_stdout(self, wait: float = 1.0) -> None:
+        """Read what is left of its output to the end: a transport that stopped reading (a line
+        over MAX_LINE) leaves the pipe paused, and a pipe never read to its end is never closed."""
+        assert self.proc.stdout is not None
+        stdout = self.proc.stdout
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(wait):
+                while await stdout.read(READ_CHUNK):
+                    pass
 
     def _kill_host_group(self) -> None:
         if self._pgid is None:
@@ -162,39 +174,52 @@ class ServerProcess:
 
 @asynccontextmanager
 async def process_transport(
-    proc: asyncio.subprocess.Process, on_eof: Callable[[], None] = lambda: None
+    proc: asyncio.subprocess.Process, on_eof: Callable[[str | None], None] = lambda why: None
 ) -> AsyncIterator[TransportStreams]:
     """MCP's stdio transport over the pipes of a process we started ourselves.
 
-    `on_eof` is called when the server's stdout ends (the server is gone or going).
+    `on_eof` is called when the transport stops reading the server's stdout: with None when the
+    output ended (the server is gone or going), or with the reason when the transport gave up on
+    it (a line longer than MAX_LINE).
     """
     assert proc.stdin is not None and proc.stdout is not None
     stdin, stdout = proc.stdin, proc.stdout
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
 
+    async def deliver(line: bytearray) -> None:
+        if not line.strip().startswith(b"{"):
+            return  # not JSON-RPC: a server printing to stdout by mistake
+        item: SessionMessage | Exception
+        try:
+            item = SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except ValueError as exc:
+            item = exc
+        await read_send.send(item)
+
     async def reader() -> None:
-        buffer = b""
+        # Linear in the output: the buffer grows in place, and a search for the end of the line
+        # starts where the last one stopped (a long line arrives in many reads).
+        buffer = bytearray()
+        scanned = 0
+        why: str | None = None
         try:
             async with read_send:
-                while chunk := await stdout.read(65536):
-                    lines = (buffer + chunk).split(b"\n")
-                    buffer = lines.pop()
-                    if len(buffer) > MAX_LINE:
+                while chunk := await stdout.read(READ_CHUNK):
+                    buffer += chunk
+                    while (end := buffer.find(b"\n", scanned)) >= 0 and end <= MAX_LINE:
+                        line = buffer[:end]
+                        del buffer[: end + 1]
+                        scanned = 0
+                        await deliver(line)
+                    scanned = len(buffer) if end < 0 else end
+                    if scanned > MAX_LINE:
+                        why = f"sent a line over {MAX_LINE} bytes"
                         return
-                    for line in lines:
-                        if not line.strip().startswith(b"{"):
-                            continue  # not JSON-RPC: a server printing to stdout by mistake
-                        item: SessionMessage | Exception
-                        try:
-                            item = SessionMessage(jsonrpc_message_adapter.validate_json(line, by_name=False))
-                        except ValueError as exc:
-                            item = exc
-                        await read_send.send(item)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             pass
         finally:
-            on_eof()
+            on_eof(why)
 
     async def writer() -> None:
         try:

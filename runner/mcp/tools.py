@@ -7,7 +7,7 @@ import binascii
 import json
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import mcp_types as types
 from pydantic import ConfigDict
@@ -45,20 +45,30 @@ class McpArguments(ToolInput):
 
 
 class McpTool(Tool):
-    """One tool of one MCP server, under its registry name."""
+    """One tool of one MCP server, under its registry name.
+
+    `Tool.name` and `Tool.description` are class attributes, and every MCP tool has its own: each
+    one is an instance of a subclass of its own, made by `make`.
+    """
 
     Input = McpArguments
 
-    def __init__(self, name: str, server: str, tool: types.Tool, call: CallFn) -> None:
-        self.name = name  # type: ignore[misc]  # per instance: every MCP tool has its own
+    def __init__(self, server: str, tool: types.Tool, call: CallFn) -> None:
         self.server = server
         self.mcp_name = tool.name
-        desc = (tool.description or tool.title or "").strip()
-        self.description = desc or f"The tool {tool.name} of the MCP server {server}."  # type: ignore[misc]
         schema = dict(tool.input_schema)
         schema.setdefault("type", "object")
         self.input_schema = schema
         self._call = call
+
+    @classmethod
+    def make(cls, name: str, server: str, tool: types.Tool, call: CallFn) -> McpTool:
+        """The tool `name` (a registry name, see `tool_name`) calling `tool` of the MCP server `server`."""
+        desc = (tool.description or tool.title or "").strip()
+        attrs = {"name": name, "description": desc or f"The tool {tool.name} of the MCP server {server}.",
+                 "__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}[{name}]"}
+        subclass = cast("type[McpTool]", type(f"{cls.__name__}[{name}]", (cls,), attrs))
+        return subclass(server, tool, call)
 
     @property
     def spec(self) -> ToolSpec:

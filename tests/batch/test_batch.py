@@ -176,37 +176,150 @@ def test_shard_from_the_environment(wd: Workdir, monkeypatch: pytest.MonkeyPatch
     assert wd.batch("--shard", "2/2") == 2
 
 
-def test_many_tasks_on_one_repository_at_once(wd: Workdir) -> None:
-    """Concurrent `git worktree add` in one repository races; the batch creates them one at a time."""
-    for i in range(16):
+def test_many_tasks_on_one_repository_at_once(wd: Workdir, capsys: pytest.CaptureFixture[str]) -> None:
+    """Concurrent `git worktree add/remove` in one repository races; Workspace serialises them with
+    a file lock, so 24 tasks at -j 8 on one repository all start on their first try."""
+    for i in range(24):
         wd.task(f"t{i:02d}", EDIT)
     wd.manifest()
     assert wd.batch("-j", "8") == 0
-    assert {r["status"] for r in wd.results().values()} == {"success"}
+    results = wd.results()
+    assert len(results) == 24 and {r["status"] for r in results.values()} == {"success"}
+    out = capsys.readouterr()
+    assert "trying again" not in out.out + out.err
+    assert not any(r["reason"] and "git" in r["reason"] for r in results.values())
 
 
-def test_a_git_failure_before_the_first_turn_is_tried_again(
+def test_astra_out_is_the_default_output_directory(
+    wd: Workdir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """SPEC precedence: --out, then $ASTRA_OUT, then astra-out."""
+    from runner.cli import main
+
+    wd.task("a", LS)
+    manifest = wd.manifest()
+    monkeypatch.setenv("ASTRA_OUT", str(tmp_path / "from-env"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", str(manifest)]) == 0
+    assert (tmp_path / "from-env" / "a" / "result.json").is_file()
+    assert (tmp_path / "from-env" / "results.jsonl").is_file()
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "from-flag")]) == 0
+    assert (tmp_path / "from-flag" / "results.jsonl").is_file()
+    monkeypatch.delenv("ASTRA_OUT")
+    assert main(["batch", str(manifest)]) == 0
+    assert (tmp_path / "astra-out" / "results.jsonl").is_file()
+
+
+def test_merge_of_corrupt_files_is_a_configuration_error(
+    wd: Workdir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.cli import main
+
+    wd.task("a", LS)
+    wd.manifest()
+    assert wd.batch() == 0
+    # a task's junit.xml that is not text: the merge still works (the task gets a synthetic suite)
+    (wd.out / "a" / "junit.xml").write_bytes(b"\xff\xfe<testsuite")
+    assert main(["merge", str(wd.out), "--out", str(wd.root / "merged")]) == 0
+    assert "a" in (wd.root / "merged" / "junit.xml").read_text()
+    # a results.jsonl that is not text: exit 2 naming the file, no traceback
+    (wd.out / "results.jsonl").write_bytes(b"\xff\xfe\x00garbage\n")
+    capsys.readouterr()
+    assert main(["merge", str(wd.out), "--out", str(wd.root / "merged2")]) == 2
+    err = capsys.readouterr().err
+    assert f"{wd.out / 'results.jsonl'}: cannot read it" in err and "Traceback" not in err
+
+
+def test_the_local_sandbox_warning_is_printed_once_naming_the_tasks(
+    wd: Workdir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runner.sandbox.local import LOCAL_WARNING
+
+    for name in ("a", "b"):
+        wd.task(name, LS)
+    wd.manifest()
+    assert wd.batch("-j", "2") == 0
+    err = capsys.readouterr().err
+    assert err.count(LOCAL_WARNING) == 1, err
+    assert "2 task(s) use the local sandbox (a, b)" in err
+
+
+def test_tasks_do_not_write_the_step_summary_and_the_environment_is_left_alone(
+    wd: Workdir, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    step = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
+    real = scheduler.run_task
+    seen: list[tuple[str | None, object]] = []
+
+    async def spy(task: Any, *args: Any, **kwargs: Any) -> Any:
+        import os
+
+        seen.append((os.environ.get("GITHUB_STEP_SUMMARY"), kwargs.get("step_summary")))
+        return await real(task, *args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "run_task", spy)
+    for name in ("a", "b"):
+        wd.task(name, LS)
+    wd.manifest()
+    assert wd.batch("-j", "2") == 0
+    assert seen == [(str(step), False)] * 2
+    text = step.read_text()
+    assert text.count("## astra-run batch: manifest.yaml") == 1 and "| a | success |" in text
+    assert "astra-run: a" not in text
+
+
+def test_task_watch_is_a_run_observer_not_a_console() -> None:
+    import asyncio
+
+    from runner.agent.events import SandboxReady
+    from runner.reports.console import Console
+    from runner.run import RunObserver
+
+    async def check() -> None:
+        updates: list[tuple[str, int, float | None]] = []
+        watch = scheduler.TaskWatch("t", lambda *u: updates.append(u))
+        observer: RunObserver = watch
+        assert not isinstance(watch, Console)
+        assert observer.redact("x") == "x"
+        assert not watch.started.is_set()
+        watch.on_event(SandboxReady("local", 0.1))
+        assert watch.started.is_set()  # the start gate opens when the sandbox is up
+
+    asyncio.run(check())
+
+
+def test_a_failure_of_the_batch_itself_stops_the_running_tasks_cleanly(
     wd: Workdir, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from runner.workspace import GitError, Workspace
+    """An exception out of one worker (a bug of the batch runner): the other workers and their
+    running tasks are cancelled, and those tasks still write their outputs and stop their commands."""
+    import time
 
-    real = Workspace.create.__func__  # type: ignore[attr-defined]
-    failures = {"a": 1, "b": 5}
+    from runner.batch.progress import Progress
 
-    def flaky(cls: type[Workspace], repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
-        name = run_dir.name.split("-")[0]
-        if failures.get(name, 0) > 0:
-            failures[name] -= 1
-            raise GitError("git worktree add failed: cannot lock ref 'HEAD'")
-        return real(cls, repo, ref, run_dir, cache)  # type: ignore[no-any-return]
-
-    monkeypatch.setattr(Workspace, "create", classmethod(flaky))
+    flag = wd.root / "never"
+    wait = [{"tool_calls": [{"name": "bash", "input": {"command": f"while [ ! -f {flag} ]; do sleep 0.1; done"}}]},
+            {"text": "done"}]
     wd.task("a", LS)
-    wd.task("b", LS)
+    wd.task("slow", wait)
+    real = Progress.finish
+
+    def broken(self: Progress, name: str, result: dict[str, Any]) -> None:
+        if name == "a":
+            raise RuntimeError("a bug in the progress display")
+        real(self, name, result)
+
+    monkeypatch.setattr(Progress, "finish", broken)
     wd.manifest()
-    assert wd.batch() == 4
-    results = wd.results()
-    assert results["a"]["status"] == "success"  # one failure, then it worked
-    assert results["b"]["status"] == "error" and "cannot lock ref" in results["b"]["reason"]
-    assert failures["b"] == 2  # tried three times in all
-    assert capsys.readouterr().out.count("trying again") == 3
+    started = time.monotonic()
+    assert wd.batch("-j", "2") == 4
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert "internal error in the batch runner: RuntimeError: a bug in the progress display" in err
+    assert {p.name for p in (wd.out / "slow").iterdir()} >= OUTPUT_FILES  # its run wrote everything
+    assert {p.name for p in wd.out.iterdir()} >= AGGREGATES
+    assert wd.results()["slow"]["status"] == "skipped"  # --resume runs it again
+    from tests.batch.test_signals import _processes_mentioning
+
+    assert not _processes_mentioning(str(flag)), "the running task's command was stopped"

@@ -1,7 +1,9 @@
-"""SIGTERM to a real `python -m runner batch` mid-run, then --resume completes the rest."""
+"""SIGTERM to a real `python -m runner batch` mid-run, then --resume completes the rest; a second
+signal during the cleanup."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -70,3 +72,48 @@ def test_sigterm_stops_the_batch_and_resume_finishes_it(tmp_path: Path) -> None:
     assert {r["status"] for r in results.values()} == {"success"}
     assert {n: results[n]["run_id"] for n in "ab"} == first  # finished ones were not run again
     assert done.stdout.count(" start ") == 3 and done.stdout.count("resumed") == 2
+
+
+def test_a_second_signal_during_the_cleanup_exits_at_once(tmp_path: Path) -> None:
+    """The first SIGTERM starts the running tasks' cleanup (here slow: an MCP server that ignores
+    the MCP shutdown gets two seconds of grace); a second one stops waiting for it: aggregates as
+    they are, exit 143 at once."""
+    from tests.mcp.conftest import STDLIB_SERVER, host_processes, new_tag
+
+    wd = Workdir(tmp_path)
+    flag = tmp_path / "GO"
+    tag = new_tag()
+    wait: list[dict[str, Any]] = [{"tool_calls": [{"name": "bash", "input": {"command": f"while [ ! -f {flag} ]; do sleep 0.1; done"}}]},
+                                  {"text": "done"}]
+    stubborn = {"command": sys.executable, "args": [str(STDLIB_SERVER), "--tag", tag, "--ignore-eof"], "where": "host"}
+    for name in ("c", "d"):
+        wd.task(name, wait, mcp_servers={"stubborn": stubborn})
+    wd.manifest()
+    env = {**os.environ, "ASTRA_CACHE": str(tmp_path / "cache"), "CI": "true"}
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    argv = [sys.executable, "-m", "runner", "batch", str(tmp_path / "manifest.yaml"), "--out", str(wd.out), "-j", "2"]
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(_processes_mentioning(str(flag))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "c and d never started waiting"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        second = time.monotonic()
+        out, err = proc.communicate(timeout=20)
+        took = time.monotonic() - second
+    finally:
+        proc.kill()
+        for line in host_processes(tag):  # the servers it did not wait for (ours, by pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+    assert proc.returncode == 143, out + err
+    assert took < 1.0, f"exited {took:.1f}s after the second signal"
+    assert "SIGTERM again: exiting now" in out
+    assert "Traceback" not in err
+    results = wd.results()
+    assert [results[n]["status"] for n in "cd"] == ["interrupted", "interrupted"]
+    assert all(results[n]["exit_code"] == 143 for n in "cd")
+    assert "exit code 143" in (wd.out / "summary.md").read_text()

@@ -6,7 +6,8 @@ container - only the workspace. So the tests copy this one file into the task's 
 tens of seconds per run, and would test pip as much as us; this file needs nothing. It also
 shows that the bridge talks plain MCP (JSON-RPC lines), not just to servers built with the SDK.
 
-`--ignore-eof`: keep running when stdin closes. Tools: echo, fail (is_error), hang (never answers), crash (exits), image, getenv, whoami.
+`--ignore-eof`: keep running when stdin closes. Tools: echo, fail (is_error), hang (never answers), crash (exits), image, getenv, whoami,
+big (a text of `size` bytes: one long JSON-RPC line).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ TOOLS = [
      "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}},
     {"name": "whoami", "description": "uid, cwd and whether the network is reachable.",
      "inputSchema": {"type": "object", "properties": {}}},
+    {"name": "big", "description": "A text of `size` bytes.",
+     "inputSchema": {"type": "object", "properties": {"size": {"type": "integer"}}, "required": ["size"]}},
 ]
 _lock = threading.Lock()
 
@@ -58,6 +61,8 @@ def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         os._exit(3)
     if name == "image":
         return {"content": [{"type": "image", "data": PNG_B64, "mimeType": "image/png"}]}
+    if name == "big":
+        return text("x" * int(args.get("size", 0)))
     if name == "getenv":
         return text(os.environ.get(str(args.get("name")), "<unset>"))
     if name == "whoami":

@@ -117,6 +117,28 @@ def test_optional_server_that_fails_to_start_is_skipped(tmp_path: Path) -> None:
     assert_no_process_left(tag)
 
 
+def test_optional_server_with_a_host_variable_not_set_is_skipped(tmp_path: Path) -> None:
+    tag = new_tag()
+    missing = f"ASTRA_TEST_UNSET_{tag.rsplit('-', 1)[-1].upper()}"
+    run = run_task(tmp_path, [("mcp__good__echo", {"text": "still here"}), ("mcp__docs__echo", {"text": "x"})], {
+        "docs": {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": f"Bearer ${{{missing}}}"},
+                 "optional": True},
+        "good": fake_server(tag),
+    })
+    assert run.proc.returncode == 0, run.explain()
+    assert any("'docs'" in w and missing in w and "optional" in w for w in run.warnings()), run.warnings()
+    results = run.tool_results()
+    assert results[0]["output"] == "still here"
+    assert results[1]["is_error"] and "unknown tool" in results[1]["output"]
+    assert_no_process_left(tag)
+    # the same server, required: a configuration error naming the field and the variable
+    required = run_task(tmp_path / "required", [], {"docs": {"url": "http://127.0.0.1:9/mcp",
+                                                             "headers": {"Authorization": f"Bearer ${{{missing}}}"}}})
+    assert required.proc.returncode == 2, required.explain()
+    assert "mcp_servers.docs.headers.Authorization" in required.result["reason"]
+    assert missing in required.result["reason"]
+
+
 def test_server_crashing_mid_run_fails_its_tools_and_the_run_goes_on(tmp_path: Path) -> None:
     tag = new_tag()
     run = run_task(tmp_path, [("mcp__fake__echo", {"text": "before"}), ("mcp__fake__crash", {}),
@@ -212,3 +234,26 @@ def test_server_that_never_answers_at_start_times_out(tmp_path: Path) -> None:
     assert "MCP server 'silent'" in run.result["reason"] and "within 1s" in run.result["reason"]
     assert run.result["duration_s"] < 30
     assert_no_process_left(tag)
+
+
+def test_http_server_killed_mid_run(tmp_path: Path, http_server: HttpServer) -> None:
+    """The server process is killed between calls: its tools fail, one warning says so, the run
+    goes on, and nothing is left pending at exit (no "Task was destroyed", no "never awaited").
+    (A connection that fails on its own, outside any call: tests/mcp/test_stdio.py.)"""
+    run = run_task(tmp_path, [("mcp__docs__echo", {"text": "up"}),
+                              ("bash", {"command": f"kill -9 {http_server.proc.pid}; sleep 0.5"}),
+                              ("mcp__docs__echo", {"text": "down"}),
+                              ("mcp__docs__add", {"a": 1, "b": 2})],
+                   {"docs": {"url": http_server.url, "headers": {"Authorization": f"Bearer {http_server.token}"},
+                             "timeout": "5s"}},
+                   policy={"default": "allow"}, env={"PYTHONWARNINGS": "error::RuntimeWarning"})
+    http_server.proc.wait(10)
+    assert run.proc.returncode == 0, run.explain()
+    results = run.tool_results()
+    assert [r["is_error"] for r in results] == [False, False, True, True], results
+    assert results[0]["output"] == "up"
+    assert all("MCP server docs" in r["output"] for r in results[2:]), results
+    deaths = [w for w in run.warnings() if "'docs'" in w]
+    assert len(deaths) == 1 and "its tools now return errors" in deaths[0], run.warnings()
+    for bad in ("Task was destroyed", "never awaited", "Exception ignored", "Traceback"):
+        assert bad not in run.proc.stderr, run.explain()
