@@ -309,11 +309,15 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"the docker command-line client is not installed; {START_HINT}")
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
-        self._client = await asyncio.to_thread(connect)
-        # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-        objects, base = await self._git_source()
-        await asyncio.to_thread(reap_leftovers, self._client)
-        await asyncio.to_thread(self._create, objects)
+        # On the start path, so what does not depend on each other runs at once.
+        self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), self._git_source())
+        # Reaping only touches containers of dead owners, never the one being created beside it.
+        reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
+        try:
+            # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
+            await asyncio.to_thread(self._create, objects)
+        finally:
+            await reaping
         if cfg.setup:
             await self._run_setup()
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
