@@ -53,6 +53,6 @@ def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
     return found
 
 
-def check(task: LoadedTask) -> None:
-    if found := problems(task):
+def check(task: LoadedTask, *, check_git: bool = True) -> None:
+    if found := problems(task, check_git=check_git):
         raise ConfigError("\n".join(found))

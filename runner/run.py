@@ -244,12 +244,16 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
 
 async def _start(ctx: RunContext, emit: EmitFn) -> None:
     task, spec, settings = ctx.task, ctx.task.spec, ctx.settings
-    preflight.check(task)
+    preflight.check(task, check_git=False)  # the workspace does the git checks next, once
     env, host_values = expand_host_vars(dict(spec.sandbox.env), "sandbox.env")
     if too_short := ctx.redactor.add(host_values):
         emit(Note(f"{len(too_short)} host value(s) in sandbox.env are shorter than {MIN_SECRET_LEN} characters "
                   "and cannot be redacted from the outputs", level="warning"))
-    ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, settings.cache)
+    try:
+        ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, settings.cache)
+    except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
+        field, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
     ctx.result.base_commit = ctx.workspace.base_commit
     emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
                     spec.limits.model_dump()))

@@ -187,7 +187,7 @@ class Workspace:
         # objects borrowed read-only. No config anyone else wrote (not even the repo's own
         # filters) can run while we read files the sandbox wrote.
         patch_git = run_dir / "patch.git"
-        git(["init", "--bare", "--quiet", str(patch_git)])
+        git(["init", "--bare", "--quiet", "--template=", str(patch_git)])
         (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
                    lock=lock)
@@ -199,7 +199,7 @@ class Workspace:
         and dangling object of the user's repository; this shows the base history and no more.
         """
         store = self.path.parent / "objects.git"
-        git(["init", "--bare", "--quiet", str(store)])
+        git(["init", "--bare", "--quiet", "--template=", str(store)])
         env = git_env()
         pack = subprocess.Popen(
             ["git", *SAFE_CONFIG, f"--git-dir={self.git_dir}", "pack-objects", "--revs", "--stdout", "-q"],

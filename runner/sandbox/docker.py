@@ -323,7 +323,7 @@ class DockerSandbox(Sandbox):
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
             await asyncio.to_thread(self._cut_network)
         await self._start_helper(self._exec_argv(agent=True, argv=[
-            "python3", "-I", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
         ]), self._cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
             r = await self.exec(_git_init_script(base), timeout=120)
@@ -452,7 +452,7 @@ class DockerSandbox(Sandbox):
             env.update(SSL_CERT_FILE=IN_CA_BUNDLE, PIP_CERT=IN_CA_BUNDLE, REQUESTS_CA_BUNDLE=IN_CA_BUNDLE,
                        CURL_CA_BUNDLE=IN_CA_BUNDLE, GIT_SSL_CAINFO=IN_CA_BUNDLE, NODE_EXTRA_CA_CERTS=IN_CA_BUNDLE)
         env_file = self._env_file(env)
-        argv = self._exec_argv(agent=False, argv=["python3", "-I", IN_HELPER, "--root", WORKSPACE,
+        argv = self._exec_argv(agent=False, argv=["python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE,
                                                   "--virtual", WORKSPACE, "--setup-phase"], env_file=env_file)
         try:
             await self._start_helper(argv, self._cli_env(), name=f"setup in container {self.container_name}")
@@ -564,7 +564,7 @@ class DockerSandbox(Sandbox):
             raise SandboxError("the sandbox is not started")
         env_file = self._env_file(env or {}) if env else None
         # Through the helper's --exec: capabilities dropped (as for tools), then exec argv.
-        wrapped = ["python3", "-I", IN_HELPER, "--drop-caps", "--exec", *argv]
+        wrapped = ["python3", "-I", "-S", IN_HELPER, "--drop-caps", "--exec", *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._exec_argv(agent=True, argv=wrapped, env_file=env_file),

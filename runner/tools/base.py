@@ -6,6 +6,7 @@ the validation of what it sends come from the same class, so they cannot drift a
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,16 @@ def cap_text(text: str, limit: int = MODEL_OUTPUT_LIMIT) -> str:
     return f"{text[:half]}\n[... {cut} characters cut: showing the first and last {half} ...]\n{text[-half:]}"
 
 
+@functools.cache
+def _input_schema(model: type[ToolInput]) -> dict[str, Any]:
+    """The JSON schema the model sees (built once per tool class: pydantic makes it slowly)."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    return schema
+
+
 def input_problems(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -66,11 +77,7 @@ class Tool(ABC):
 
     @property
     def spec(self) -> ToolSpec:
-        schema = self.Input.model_json_schema()
-        schema.pop("title", None)
-        for prop in schema.get("properties", {}).values():
-            prop.pop("title", None)
-        return ToolSpec(self.name, self.description, schema)
+        return ToolSpec(self.name, self.description, _input_schema(self.Input))
 
     def parse(self, raw: dict[str, Any]) -> ToolInput:
         try:

@@ -289,7 +289,7 @@ def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
     task, _, out = scenario(tmp_path, FIX, ref="no-such-branch")
     proc = astra("run", str(task), cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "no-such-branch does not name a commit" in proc.stdout + proc.stderr
+    assert f"{task}:" in proc.stdout and ": ref: no-such-branch does not name a commit" in proc.stdout
     assert result_of(out)["status"] == "error"
 
 
