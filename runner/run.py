@@ -341,7 +341,9 @@ async def _write_patch(ctx: RunContext, emit: EmitFn) -> None:
         if paused and ctx.sandbox is not None:
             with contextlib.suppress(Exception):
                 await ctx.sandbox.resume()
-    write_bytes_atomic(ctx.out_dir / "patch.diff", ctx.redactor.known_values_bytes(patch.data))
+    # Files are written (and fsynced) off the event loop: concurrent runs of a batch keep going.
+    await asyncio.to_thread(write_bytes_atomic, ctx.out_dir / "patch.diff",
+                            ctx.redactor.known_values_bytes(patch.data))
     ctx.patch_written = True
     ctx.result.patch = patch.stats
     ctx.result.patch_excluded = [f"{path} ({why})" for path, why in patch.excluded]
@@ -394,8 +396,9 @@ async def _finish(
         write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
     emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
                      result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
-    for warning in write_reports(ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices,
-                                 step_summary=ctx.step_summary):
+    warnings = await asyncio.to_thread(write_reports, ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices,
+                                       step_summary=ctx.step_summary)
+    for warning in warnings:
         emit(Note(warning, level="warning"))
     await _cleanup(ctx, keep, emit)
 
