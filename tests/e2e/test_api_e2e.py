@@ -306,3 +306,23 @@ def test_the_cost_limit_holds_for_a_model_without_a_price(tmp_path: Path) -> Non
     assert "estimated" in r["reason"] and "max_cost_usd" in r["reason"]
     assert calls < 30  # ...but the limit held, at the highest known prices
     assert json.loads((out / "cost.json").read_text())["total_cost_usd"] is None
+
+
+def test_an_mcp_tool_through_the_real_sdk(tmp_path: Path) -> None:
+    """The model sees the server's tool with its schema, calls it, and gets its result back."""
+    server = Path(__file__).resolve().parents[1] / "fakes" / "mcp_server.py"
+    turns = [{"tool_calls": [{"name": "mcp__fake__add", "input": {"a": 20, "b": 22}}]}, {"text": "42 it is"}]
+    task, _, out = setup_task(tmp_path, verify=[], mcp_servers={
+        "fake": {"command": sys.executable, "args": [str(server), "--tag", "e2e-api"], "where": "host"}})
+    with FakeMessagesAPI(turns, api_key=API_KEY) as api:
+        proc = run(task, cli_env(api, tmp_path))
+        first, second = api.requests[0], api.requests[1]
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    add = next(t for t in first["tools"] if t["name"] == "mcp__fake__add")
+    assert set(add["input_schema"]["properties"]) == {"a", "b"}
+    assert "mcp__fake__add" in "".join(b["text"] for b in first["system"])
+    answer = second["messages"][-1]["content"][0]
+    assert answer["type"] == "tool_result" and "42" in json.dumps(answer["content"]) and not answer.get("is_error")
+    results = [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines()
+               if '"tool_result"' in line]
+    assert results[0]["tool"] == "mcp__fake__add" and "42" in results[0]["output"]
