@@ -506,3 +506,27 @@ def test_docker_sandbox_end_to_end(world: World) -> None:
     assert [b for b in world.branches() if b.startswith("astra/issue-1-")]
     assert "SUCCESS" in world.gh.comments[1][0]["body"]
 
+
+
+def test_issue_comment_to_draft_pr_through_the_fake_messages_api(world: World) -> None:
+    """The whole chain with the real anthropic SDK: event -> permission -> run through the fake
+    Messages API -> tracking comment -> push to the bare origin -> draft PR."""
+    from tests.fakes.messages_api import FakeMessagesAPI
+
+    key = "sk-ant-api03-" + "g" * 40
+    with FakeMessagesAPI(FIX, api_key=key) as api:
+        world.monkeypatch.setenv("ASTRA_MODEL", "claude-sonnet-5-5")
+        world.monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+        world.monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
+        world.event("issue_comment", comment_event("/astra make mean([]) return 0"))
+        assert world.run("pr") == 0
+        sent = json.dumps(api.requests)
+    assert len(api.requests) == 2 and "make mean([]) return 0" in sent
+    assert "Base branch instructions: keep functions small." in sent  # AGENTS.md from the base branch
+    assert TOKEN not in sent and world.result()["model"] == "claude-sonnet-5-5"
+    final = world.gh.comments[1][0]["body"]
+    assert "SUCCESS" in final and "Opened draft pull request" in final
+    branch = next(b for b in world.branches() if b.startswith("astra/issue-1-"))
+    assert "return 0" in sh_git(world.origin, "show", f"{branch}:calc.py")
+    assert world.gh.created_pulls[0]["draft"] is True
+    assert key not in final and key not in (world.out / "trajectory.jsonl").read_text()
