@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -36,32 +35,32 @@ from runner.agent.events import (
     RunFinished,
     RunStarted,
     SandboxReady,
-    VerifyFinished,
 )
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
-from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded, ModelAPIError, SandboxError
+from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.models.base import Model
 from runner.models.pricing import PriceTable, load_prices
+from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
+from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
-from runner.result import RunResult, VerifyResult
+from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
 from runner.settings import Settings
 from runner.task import LoadedTask
 from runner.tools import ToolContext, ToolRegistry
-from runner.workspace import GitError, Workspace
+from runner.verify import not_run, run_checks
+from runner.workspace import Workspace
 
 if TYPE_CHECKING:
     from runner.mcp import McpServers
 
 EmitFn = Callable[[Event], None]
-JUNIT_LIMIT = 8 * 1024 * 1024
-VERIFY_OUTPUT_LIMIT = 30_000
 
 
 class RunObserver(Protocol):
@@ -126,9 +125,9 @@ def new_run_id(task_name: str) -> str:
 
 
 def make_model(name: str, base_dir: Path) -> Model:
-    from runner.models.scripted import PREFIX, ScriptedModel, resolve_script
+    from runner.models.scripted import ScriptedModel, resolve_script
 
-    if name.startswith(PREFIX):
+    if name.startswith(SCRIPTED_PREFIX):
         return ScriptedModel(resolve_script(name, base_dir), name)
     from runner.models.anthropic import AnthropicModel
 
@@ -202,7 +201,7 @@ async def run_task(
             outcome = Interrupted(interrupt.signum)
         except InfraError as exc:
             outcome = exc
-            emit(RunError(_error_kind(exc), str(exc)))
+            emit(RunError(error_kind(exc), str(exc)))
         except Exception as exc:  # a bug of ours: still write everything, say so, exit 4
             outcome = InfraError(f"internal error: {type(exc).__name__}: {exc}")
             emit(RunError("internal", str(outcome)))
@@ -233,9 +232,10 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
     except TimeoutError:
         raise timeout from None
     await _write_patch(ctx, emit)
+    assert ctx.sandbox is not None and ctx.workspace is not None
     try:
         async with asyncio.timeout_at(deadline):
-            await _verify(ctx, emit)
+            ctx.result.verify = await run_checks(ctx.task.spec, ctx.sandbox, ctx.workspace.path, emit)
     except TimeoutError:
         raise timeout from None
     if agent_stop is not None:
@@ -243,44 +243,15 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
 
 
 async def _start(ctx: RunContext, emit: EmitFn) -> None:
-    task, spec, settings = ctx.task, ctx.task.spec, ctx.settings
-    preflight.check(task, check_git=False)  # the workspace does the git checks next, once
-    env, host_values = expand_host_vars(dict(spec.sandbox.env), "sandbox.env")
-    if too_short := ctx.redactor.add(host_values):
-        emit(Note(f"{len(too_short)} host value(s) in sandbox.env are shorter than {MIN_SECRET_LEN} characters "
-                  "and cannot be redacted from the outputs", level="warning"))
-    try:
-        ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, settings.cache)
-    except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
-        field, _, problem = str(exc).partition(": ")
-        raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
-    ctx.result.base_commit = ctx.workspace.base_commit
-    emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
-                    spec.limits.model_dump()))
-    if spec.sandbox.backend == "local":
-        from runner.sandbox.local import LOCAL_WARNING
-
-        emit(Note(LOCAL_WARNING, level="warning"))
-    ctx.model = make_model(spec.model or "", task.base_dir)
-    if (spec.model or "").startswith("scripted:"):
+    """Everything before the first model call: workspace, model, sandbox, tools, agent."""
+    env = _sandbox_env(ctx, emit)
+    await _make_workspace(ctx, emit)
+    spec = ctx.task.spec
+    ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
-    objects = None
-    if spec.sandbox.backend == "docker":
-        objects = await asyncio.to_thread(ctx.workspace.export_objects)
-    ctx.sandbox = make_sandbox(
-        spec.sandbox.backend,
-        SandboxConfig(
-            run_id=ctx.run_id, worktree=ctx.workspace.path, env=env, setup=tuple(spec.sandbox.setup),
-            deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
-            cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
-            git_dir=ctx.workspace.git_dir, base_commit=ctx.workspace.base_commit, git_objects=objects,
-        ),
-    )
-    emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
-    sandbox_started = time.monotonic()
-    await ctx.sandbox.start()
-    ctx.sandbox_started = True
-    emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - sandbox_started, 3)))
+    await _start_sandbox(ctx, emit, env)
+    assert ctx.sandbox is not None
     tools = ToolRegistry.builtin()
     if spec.mcp_servers:
         from runner.mcp import McpServers
@@ -288,30 +259,86 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         ctx.mcp = await McpServers.start(spec.mcp_servers, sandbox=ctx.sandbox, emit=emit, redactor=ctx.redactor)
         for tool in ctx.mcp.tools():
             tools.add(tool)
+    ctx.agent = await _make_agent(ctx, tools)
+
+
+def _scripted(ctx: RunContext) -> bool:
+    return (ctx.task.spec.model or "").startswith(SCRIPTED_PREFIX)
+
+
+def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
+    """sandbox.env with `${NAME}` taken from the host; those values are redacted from now on."""
+    preflight.check(ctx.task, check_git=False)  # the workspace does the git checks next, once
+    env, host_values = expand_host_vars(dict(ctx.task.spec.sandbox.env), "sandbox.env")
+    if too_short := ctx.redactor.add(host_values):
+        emit(Note(f"{len(too_short)} host value(s) in sandbox.env are shorter than {MIN_SECRET_LEN} characters "
+                  "and cannot be redacted from the outputs", level="warning"))
+    return env
+
+
+async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
+    task, spec = ctx.task, ctx.task.spec
+    try:
+        ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache)
+    except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
+        field, _, problem = str(exc).partition(": ")
+        raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
+    ctx.result.base_commit = ctx.workspace.base_commit
+    emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
+                    spec.limits.model_dump()))
+
+
+async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> None:
+    spec, workspace = ctx.task.spec, ctx.workspace
+    assert workspace is not None
+    if spec.sandbox.backend == "local":
+        from runner.sandbox.local import LOCAL_WARNING
+
+        emit(Note(LOCAL_WARNING, level="warning"))
+    # Git inside a container sees only what the base commit reaches, not the user's other refs.
+    objects = await asyncio.to_thread(workspace.export_objects) if spec.sandbox.backend == "docker" else None
+    ctx.sandbox = make_sandbox(
+        spec.sandbox.backend,
+        SandboxConfig(
+            run_id=ctx.run_id, worktree=workspace.path, env=env, setup=tuple(spec.sandbox.setup),
+            deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
+            cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
+            git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+        ),
+    )
+    emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
+    started = time.monotonic()
+    await ctx.sandbox.start()
+    ctx.sandbox_started = True
+    emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3)))
+
+
+async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
+    spec, workspace = ctx.task.spec, ctx.workspace
+    assert workspace is not None and ctx.model is not None and ctx.sandbox is not None
     instructions = None
     for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await asyncio.to_thread(ctx.workspace.read_base_file, name, ctx.instructions_commit)
+        text = await asyncio.to_thread(workspace.read_base_file, name, ctx.instructions_commit)
         if text is not None:
             instructions = (name, text)
             break
-    scripted = (spec.model or "").startswith("scripted:")
     policy = Policy.from_spec(spec.policy)
 
     def may_access(tool: str, path: str) -> bool:
         return isinstance(policy.check(tool, {"path": path, "pattern": "."}), Allow)
 
-    ctx.agent = Agent(
+    return Agent(
         model=ctx.model,
         tools=tools,
         policy=policy,
         tool_context=ToolContext(ctx.sandbox, spec.limits.tool_timeout, may_access=may_access),
         guards=Guards(spec.limits.max_turns, spec.limits.max_cost_usd, spec.limits.circuit_breaker),
-        system=build_system_prompt(ctx.workspace.base_commit, instructions,
+        system=build_system_prompt(workspace.base_commit, instructions,
                                    [n for n in tools.names() if n.startswith("mcp__")]),
-        task_message=build_task_message(spec.name, task.prompt),
+        task_message=build_task_message(spec.name, ctx.task.prompt),
         cost_of=ctx.prices.total,
         cost_bound_of=ctx.prices.total_bound,
-        model_retry_backoff_s=0.0 if scripted else 1.0,
+        model_retry_backoff_s=0.0 if _scripted(ctx) else 1.0,
     )
 
 
@@ -351,34 +378,6 @@ async def _write_patch(ctx: RunContext, emit: EmitFn) -> None:
         emit(Note(f"left out of the patch: {path} ({why})", level="warning"))
 
 
-async def _verify(ctx: RunContext, emit: EmitFn) -> None:
-    """Run the task's checks in the sandbox, each with $ASTRA_JUNIT and its own timeout."""
-    assert ctx.sandbox is not None
-    spec = ctx.task.spec
-    for i, check in enumerate(spec.verify):
-        junit_rel = f".astra/junit-{i}.xml"
-        junit_path = f"{ctx.sandbox.workspace}/{junit_rel}" if spec.sandbox.backend == "docker" else str(
-            (ctx.workspace.path if ctx.workspace else Path(".")) / junit_rel
-        )
-        timeout = check.timeout or spec.limits.tool_timeout
-        await ctx.sandbox.exec("mkdir -p .astra && rm -f " + junit_rel, timeout=30)
-        started = time.monotonic()
-        res = await ctx.sandbox.exec(
-            check.run, timeout=timeout, env={"ASTRA_JUNIT": junit_path}, output_limit=VERIFY_OUTPUT_LIMIT
-        )
-        junit = await ctx.sandbox.exec(
-            f"test -s {junit_rel} && cat {junit_rel}", timeout=30, output_limit=JUNIT_LIMIT
-        )
-        result = VerifyResult(
-            name=check.name, passed=res.ok, exit_code=res.exit_code,
-            output=res.output + (f"\n[timed out after {timeout:g}s]" if res.timed_out else ""),
-            duration_s=round(time.monotonic() - started, 3), timed_out=res.timed_out,
-            junit_xml=junit.output if junit.ok and junit.output.strip() else None,
-        )
-        ctx.result.verify.append(result)
-        emit(VerifyFinished(check.name, result.passed, result.exit_code, result.duration_s, result.output[-2000:]))
-
-
 async def _finish(
     ctx: RunContext, outcome: AstraError | None, emit: EmitFn, keep: bool, started: float
 ) -> None:
@@ -386,8 +385,8 @@ async def _finish(
     result, state = ctx.result, (ctx.agent.state if ctx.agent else AgentState())
     if ctx.workspace is not None:
         await _write_patch(ctx, emit)
-    _set_outcome(ctx, state, outcome)
-    _add_unrun_checks(ctx)
+    set_outcome(result, state, outcome, ctx.notes)
+    result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
     result.permission_denials = list(state.denials)
@@ -401,40 +400,6 @@ async def _finish(
     for warning in warnings:
         emit(Note(warning, level="warning"))
     await _cleanup(ctx, keep, emit)
-
-
-def _add_unrun_checks(ctx: RunContext) -> None:
-    """Every verify check appears in the reports: the ones the run never got to, as not run."""
-    done = {v.name for v in ctx.result.verify}
-    why = f"not run: {ctx.result.reason}"
-    for check in ctx.task.spec.verify:
-        if check.name not in done:
-            ctx.result.verify.append(VerifyResult(check.name, passed=False, exit_code=None, output=why, ran=False))
-
-
-def _set_outcome(ctx: RunContext, state: AgentState, outcome: AstraError | None) -> None:
-    result = ctx.result
-    if isinstance(outcome, Interrupted):
-        result.status, result.exit_code, result.reason = "interrupted", outcome.code, str(outcome)
-    elif outcome is not None:
-        result.status, result.exit_code, result.reason = outcome.status, outcome.exit_code, str(outcome)
-        if isinstance(outcome, InfraError):
-            result.error_kind = _error_kind(outcome)
-    elif not state.finished:
-        result.status, result.exit_code = "failed", 1
-        result.reason = (f"the model refused: {' '.join(state.final_text.split())[:300]}"
-                         if state.stop_reason == "refusal"
-                         else f"the agent ended without finishing (stop_reason: {state.stop_reason or 'none'})")
-    elif failed := [v.name for v in result.verify if not v.passed]:
-        result.status, result.exit_code = "failed", 1
-        result.reason = f"verify failed: {', '.join(failed)}"
-    else:
-        result.status, result.exit_code = "success", 0
-        result.reason = "the agent finished" + (
-            f" and all {len(result.verify)} verify checks passed" if result.verify else " (no verify checks)"
-        )
-    if ctx.notes:
-        result.reason += " (" + "; ".join(ctx.notes) + ")"
 
 
 async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
@@ -472,29 +437,3 @@ def _nested_git_dirs(root: Path, limit: int = 20) -> list[str]:
         if len(found) >= limit:
             break
     return found
-
-
-def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
-    """A copy of the result with every free-text field redacted (reports are written from it)."""
-    return dataclasses.replace(
-        result,
-        reason=redactor.text(result.reason),
-        verify=[
-            dataclasses.replace(v, output=redactor.text(v.output),
-                                junit_xml=redactor.text(v.junit_xml) if v.junit_xml else None)
-            for v in result.verify
-        ],
-        permission_denials=[
-            dataclasses.replace(d, input=redactor.data(d.input)) for d in result.permission_denials
-        ],
-    )
-
-
-def _error_kind(exc: BaseException) -> str:
-    if isinstance(exc, SandboxError):
-        return "sandbox"
-    if isinstance(exc, ModelAPIError):
-        return "model_api"
-    if isinstance(exc, GitError):
-        return "git"
-    return type(exc).__name__.removesuffix("Error").lower() or "internal"

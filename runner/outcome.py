@@ -1,0 +1,61 @@
+"""How a run ends: status, exit code and reason from what stopped it (SPEC §1, §4)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from runner.agent.loop import AgentState
+from runner.errors import AstraError, InfraError, Interrupted, ModelAPIError, SandboxError
+from runner.redact import Redactor
+from runner.result import RunResult
+from runner.workspace import GitError
+
+
+def set_outcome(result: RunResult, state: AgentState, outcome: AstraError | None, notes: list[str]) -> None:
+    if isinstance(outcome, Interrupted):
+        result.status, result.exit_code, result.reason = "interrupted", outcome.code, str(outcome)
+    elif outcome is not None:
+        result.status, result.exit_code, result.reason = outcome.status, outcome.exit_code, str(outcome)
+        if isinstance(outcome, InfraError):
+            result.error_kind = error_kind(outcome)
+    elif not state.finished:
+        result.status, result.exit_code = "failed", 1
+        result.reason = (f"the model refused: {' '.join(state.final_text.split())[:300]}"
+                         if state.stop_reason == "refusal"
+                         else f"the agent ended without finishing (stop_reason: {state.stop_reason or 'none'})")
+    elif failed := [v.name for v in result.verify if not v.passed]:
+        result.status, result.exit_code = "failed", 1
+        result.reason = f"verify failed: {', '.join(failed)}"
+    else:
+        result.status, result.exit_code = "success", 0
+        result.reason = "the agent finished" + (
+            f" and all {len(result.verify)} verify checks passed" if result.verify else " (no verify checks)"
+        )
+    if notes:
+        result.reason += " (" + "; ".join(notes) + ")"
+
+
+def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
+    """A copy of the result with every free-text field redacted (reports are written from it)."""
+    return dataclasses.replace(
+        result,
+        reason=redactor.text(result.reason),
+        verify=[
+            dataclasses.replace(v, output=redactor.text(v.output),
+                                junit_xml=redactor.text(v.junit_xml) if v.junit_xml else None)
+            for v in result.verify
+        ],
+        permission_denials=[
+            dataclasses.replace(d, input=redactor.data(d.input)) for d in result.permission_denials
+        ],
+    )
+
+
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, SandboxError):
+        return "sandbox"
+    if isinstance(exc, ModelAPIError):
+        return "model_api"
+    if isinstance(exc, GitError):
+        return "git"
+    return type(exc).__name__.removesuffix("Error").lower() or "internal"
