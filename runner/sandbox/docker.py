@@ -15,9 +15,15 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
    there is handed back to the invoking user;
 4. the network is cut (disconnected from every network) unless the task asks for `bridge`;
 5. the agent helper starts as the invoking uid:gid via `docker exec -i` with no capabilities,
-   and sets up a container-private git dir (see `_GIT_INIT`).
+   and sets up a container-private git dir (see docker_git.py).
 
-The host `docker` CLI always runs with `_cli_env()` and nothing else: values for the container
+This module is that lifecycle - the `DockerSandbox` class and the state of one run. What it
+stands on lives beside it, each one idea: docker_engine.py (the SDK client, the `_control`
+retry wrapper, labels, reaping leftovers, container names, the host CLI's env), docker_spec.py
+(what the container is created as: capabilities, mounts, limits, environment) and docker_git.py
+(why host git never reads what the sandbox wrote). Their public names are re-exported here.
+
+The host `docker` CLI always runs with `cli_env()` and nothing else: values for the container
 (setup's CA variables, `spawn`'s env from a possibly hostile `.mcp.json`) go in a 0600
 `--env-file` in a private directory. Control-plane calls (create, start, inspect, disconnect,
 pause, remove) go through `_control`: a timeout each, bounded jittered retries on 5xx/timeouts.
@@ -33,254 +39,74 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
-import re
 import secrets
 import shutil
-import socket
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from runner.errors import SandboxError
-from runner.procs import pid_alive
-from runner.sandbox.base import HELPER_PATH, WORKSPACE, Sandbox, SandboxConfig, check_env
+from runner.sandbox.base import WORKSPACE, Sandbox, SandboxConfig, check_env
+from runner.sandbox.docker_engine import (
+    BUILD_HINT,
+    CONTROL_ATTEMPTS,
+    CONTROL_BACKOFF_S,
+    CONTROL_TIMEOUT_S,
+    LABEL,
+    LABEL_DEADLINE,
+    LABEL_OWNER_HOST,
+    LABEL_OWNER_PID,
+    LABEL_RUN_ID,
+    START_HINT,
+    _control,
+    _docker_module,
+    _remove_container,
+    _short,
+    cli_env,
+    connect,
+    container_name,
+    reap_leftovers,
+)
+from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
+from runner.sandbox.docker_spec import (
+    BASE_ENV,
+    DEADLINE_MARGIN_S,
+    HOST_CA_BUNDLE,
+    IN_CA_BUNDLE,
+    IN_HELPER,
+    SETUP_CAPS,
+    _container_spec,
+    _setup_env,
+)
 from runner.task import DEFAULT_IMAGE
 
-T = TypeVar("T")
-
-LABEL = "astra-run"
-LABEL_RUN_ID = "astra-run.run-id"
-LABEL_OWNER_PID = "astra-run.owner-pid"
-LABEL_OWNER_HOST = "astra-run.owner-host"
-LABEL_DEADLINE = "astra-run.deadline"
-"""Unix time after which the container is a leftover whoever owns it."""
-
-BUILD_HINT = "build it with `sandbox-images/build.sh` (or `scripts/ensure-docker.sh`, which also starts Docker)"
-START_HINT = (
-    "start Docker with `scripts/ensure-docker.sh` (as root on Debian/Ubuntu: installs docker.io, "
-    "starts dockerd, builds the image) or `sudo systemctl start docker`"
-)
-CONTROL_TIMEOUT_S = 30
-"""Timeout of every Docker control-plane request (create, start, inspect, disconnect, pause,
-remove, list): the SDK client's, set in `connect`."""
-CONTROL_ATTEMPTS = 4
-"""Tries of one control-plane call when the daemon answers 5xx, times out or drops the connection."""
-CONTROL_BACKOFF_S = 0.5
-"""First pause between tries; doubles each time, with +-50% jitter (a batch's runs must not retry
-in lockstep)."""
-DEADLINE_MARGIN_S = 300
-"""How long PID 1 sleeps past the run's wall clock before the container ends itself."""
-
-SETUP_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "KILL")
-"""Capabilities the container holds *only when the task has setup commands*.
-
-cap_drop/cap_add are fixed for a container's life, yet setup runs as root (apt-get, pip) and the
-agent after it. The smallest set setup needs: CHOWN/FOWNER/FSETID for dpkg unpacking files with
-their owners and modes (and for handing the worktree back to the user), DAC_OVERRIDE to write the
-user-owned /workspace as root (`pip install -e .` writes egg-info there), SETUID/SETGID/KILL for
-apt, which drops to the `_apt` user to download and kills its methods. Left out of docker's
-default set: NET_RAW (spoofing), MKNOD, SETFCAP, SETPCAP, NET_BIND_SERVICE, SYS_CHROOT,
-AUDIT_WRITE.
-
-Docker hands an exec'd process the container's capabilities only when the container's own
-user is root, so such a container is created as root (PID 1 `sleep` runs as root; the agent
-cannot signal it unless it is root itself, and then only ends its own run).
-
-Why the agent phase still holds none of them: it runs as the invoking user's uid, and a non-root
-process holds no effective or permitted capabilities (the image has no file capabilities, and
-no-new-privileges stops setuid/file caps from granting any on exec). When that uid is 0 (a root
-CI job), the helper clears its own permitted set at start (`helper.py --drop-caps`); with
-no-new-privileges the kernel caps what any later exec may gain at that empty set. The conformance
-suite checks CapEff == 0 from inside.
-"""
-
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-IN_HELPER = "/astra/helper.py"
-IN_GIT_DIR = "/astra/git"
-IN_OBJECTS = "/astra/objects"
-IN_CA_BUNDLE = "/astra/ca-certificates.crt"
-GIT_TMPFS_SIZE = "1g"
-
-BASE_ENV: Mapping[str, str] = {
-    "HOME": "/tmp",  # noqa: S108 - the container's own /tmp: always writable by any uid
-    "LANG": "C.UTF-8",
-    "TERM": "dumb",
-    "PAGER": "cat",
-    "GIT_PAGER": "cat",
-    "GIT_TERMINAL_PROMPT": "0",
-    "PYTHONDONTWRITEBYTECODE": "1",
-}
-"""The whole environment of sandboxed commands, besides the image's own ENV and SandboxConfig.env.
-
-PATH is left to the image (a custom image may put a venv first)."""
-
-# Runs as the agent's uid inside the container. /astra/git is a tmpfs owned by that uid; its
-# objects come from the trusted store (read-only at /astra/objects) through alternates; HEAD is
-# a branch at the base commit; `git reset` builds the index from HEAD and the worktree's stat
-# data, so `git status` is clean at start. Nothing here is ever read by host git. The files are
-# written directly (one git process instead of seven: this is on the start path).
-_GIT_INIT = """set -e
-command -v git >/dev/null 2>&1 || exit 0   # a custom image without git: no git inside, that's all
-g={git_dir}
-mkdir -p $g/objects/info $g/refs/heads $g/refs/tags
-cat > $g/config <<'EOF'
-[core]
-\trepositoryformatversion = {format_version}
-\tfilemode = true
-\tbare = false
-\tlogallrefupdates = true
-\tworktree = {workspace}
-[user]
-\tname = astra-agent
-\temail = agent@astra-run.invalid
-{extensions}EOF
-echo {objects} > $g/objects/info/alternates
-echo {base} > $g/refs/heads/astra
-echo 'ref: refs/heads/astra' > $g/HEAD
-cd {workspace} && GIT_DIR=$g git reset -q
-"""
-
-
-def _git_init_script(base: str) -> str:
-    sha256 = len(base) == 64
-    return _GIT_INIT.format(
-        git_dir=IN_GIT_DIR, workspace=WORKSPACE, objects=IN_OBJECTS, base=base,
-        format_version=1 if sha256 else 0,
-        extensions="[extensions]\n\tobjectformat = sha256\n" if sha256 else "",
-    )
-
-
-def _docker_module() -> Any:
-    try:
-        import docker
-    except ImportError as exc:  # a broken install, not a user error
-        raise SandboxError(f"the docker Python package is missing: {exc}") from None
-    return docker
-
-
-def connect(timeout: float = CONTROL_TIMEOUT_S) -> Any:
-    """A docker SDK client for $DOCKER_HOST (default: the local socket), checked to answer.
-
-    `use_context=False`: the CLI processes we start get the same DOCKER_HOST explicitly
-    (`_cli_env`), so SDK and CLI always talk to the same daemon.
-    """
-    docker = _docker_module()
-    try:
-        # version="auto" (the default) asks the daemon for its API version: that is the check.
-        client = docker.from_env(use_context=False, timeout=int(timeout))
-    except Exception as exc:
-        raise SandboxError(f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}") from None
-    return client
-
-
-def reap_leftovers(client: Any | None = None) -> list[str]:
-    """Remove the containers of dead runs; returns their names (for `astra-run cleanup`).
-
-    A container is a leftover when it has stopped, when its deadline has passed, or when its
-    owner ran on this host and that process is gone. Containers of live runs are left alone.
-    """
-    client = client or connect()
-    now = time.time()
-    host = socket.gethostname()
-    reaped: list[str] = []
-    try:  # the low-level list: labels and state without one inspect per container
-        containers = _control(lambda: client.api.containers(all=True, filters={"label": f"{LABEL}=1"}),
-                              "list sandbox containers")
-    except Exception as exc:
-        raise SandboxError(f"cannot list sandbox containers: {_short(exc)}") from None
-    for c in containers:
-        labels: Mapping[str, str] = c.get("Labels") or {}
-        name = str((c.get("Names") or [c.get("Id", "?")])[0]).lstrip("/")
-        try:
-            deadline = float(labels.get(LABEL_DEADLINE) or 0)
-            pid = int(labels.get(LABEL_OWNER_PID) or 0)
-        except ValueError:
-            deadline, pid = 0.0, 0
-        dead_owner = labels.get(LABEL_OWNER_HOST) == host and not pid_alive(pid)
-        if c.get("State") in ("exited", "dead") or (deadline and now > deadline) or dead_owner:
-            with contextlib.suppress(Exception):
-                _remove_container(client, c["Id"])
-                reaped.append(name)
-    return reaped
-
-
-def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS) -> T:
-    """One Docker control-plane call (never a setup or agent command), with bounded retries.
-
-    Retried, after a jittered backoff: 5xx answers, timeouts and connection errors - a busy or
-    restarting daemon under a batch run. Not retried: 4xx (the request itself is wrong; NotFound
-    included), which propagate as the SDK's own errors for the caller to judge, as does the last
-    failure. Each try is bounded by the client's timeout (CONTROL_TIMEOUT_S).
-    """
-    docker = _docker_module()
-    import requests
-
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except docker.errors.APIError as exc:
-            if not exc.is_server_error() or attempt == attempts:
-                raise
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            if attempt == attempts:
-                raise
-        time.sleep(min(CONTROL_BACKOFF_S * 2 ** (attempt - 1), 8.0) * random.uniform(0.5, 1.5))  # noqa: S311
-    raise AssertionError(f"unreachable: {what}")
-
-
-def _remove_container(client: Any, cid: str) -> None:
-    """Force-remove a container; already gone (404) or being removed (auto_remove) is done."""
-    docker = _docker_module()
-    try:
-        _control(lambda: client.api.remove_container(cid, force=True), "remove a container")
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        if "already in progress" not in str(exc):
-            raise
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) < 300 else text[:300] + "..."
-
-
-def _gitfile(uid: int, gid: int) -> Path:
-    """A host file saying `gitdir: /astra/git`, bound read-only over the worktree's `.git`.
-
-    Owned by the agent's uid (git refuses a repository whose .git another user owns); shared by
-    every run of this user, written atomically.
-    """
-    directory = Path(tempfile.gettempdir()) / f"astra-run-{os.getuid()}"
-    directory.mkdir(mode=0o755, exist_ok=True)
-    path = directory / f"gitfile-{uid}"
-    content = f"gitdir: {IN_GIT_DIR}\n"
-    if not path.is_file() or path.read_text() != content or path.stat().st_uid != uid:
-        tmp = directory / f".gitfile.{os.getpid()}.{secrets.token_hex(4)}"
-        tmp.write_text(content)
-        tmp.chmod(0o644)
-        if uid != os.getuid() or gid != os.getgid():
-            os.chown(tmp, uid, gid)
-        tmp.replace(path)
-    return path
-
-
-async def _host_git(git_dir: Path, *args: str) -> str:
-    """Run trusted host git on the trusted git dir (never on anything the sandbox wrote)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent", "LANG": "C"}
-    proc = await asyncio.create_subprocess_exec(
-        "git", "-c", "core.hooksPath=/dev/null", f"--git-dir={git_dir}", *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise SandboxError(f"git {' '.join(args)} failed on {git_dir}: {err.decode(errors='replace').strip()}")
-    return out.decode().strip()
+__all__ = [  # what other modules and tests import from here; private ones are for the tests
+    "BASE_ENV",
+    "BUILD_HINT",
+    "CONTROL_ATTEMPTS",
+    "CONTROL_BACKOFF_S",
+    "CONTROL_TIMEOUT_S",
+    "DEADLINE_MARGIN_S",
+    "HOST_CA_BUNDLE",
+    "IN_CA_BUNDLE",
+    "IN_GIT_DIR",
+    "IN_HELPER",
+    "IN_OBJECTS",
+    "LABEL",
+    "LABEL_DEADLINE",
+    "LABEL_OWNER_HOST",
+    "LABEL_OWNER_PID",
+    "LABEL_RUN_ID",
+    "SETUP_CAPS",
+    "START_HINT",
+    "DockerSandbox",
+    "_control",
+    "_remove_container",
+    "connect",
+    "reap_leftovers",
+]
 
 
 class DockerSandbox(Sandbox):
@@ -290,8 +116,7 @@ class DockerSandbox(Sandbox):
         super().__init__(config)
         self._client: Any = None
         self.container_id: str | None = None
-        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", config.run_id)[:40]
-        self.container_name = f"astra-{safe_id}-{secrets.token_hex(3)}"
+        self.container_name = container_name(config.run_id)
         self._uid = os.getuid() if config.uid is None else config.uid
         self._gid = os.getgid() if config.gid is None else config.gid
         self._docker_cli = ""
@@ -310,7 +135,7 @@ class DockerSandbox(Sandbox):
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
-        self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), self._git_source())
+        self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), _git_source(self.config))
         # Reaping only touches containers of dead owners, never the one being created beside it.
         reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
         try:
@@ -324,93 +149,15 @@ class DockerSandbox(Sandbox):
             await asyncio.to_thread(self._cut_network)
         await self._start_helper(self._exec_argv(agent=True, argv=[
             "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
-        ]), self._cli_env(), name=f"container {self.container_name}")
+        ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
             r = await self.exec(_git_init_script(base), timeout=120)
             if not r.ok:
                 raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
 
-    async def _git_source(self) -> tuple[Path | None, str | None]:
-        """The trusted objects dir to mount read-only, and the base commit (None: no git inside)."""
-        cfg = self.config
-        dot_git = cfg.worktree / ".git"
-        if dot_git.is_dir() and not dot_git.is_symlink():
-            # Mounting it would hand the sandbox a writable git dir that host git later reads.
-            raise SandboxError(
-                f"{dot_git} is a directory: the docker sandbox needs a `git worktree` (whose .git is "
-                "a file) so that the trusted git dir stays outside the container"
-            )
-        if cfg.git_objects is not None:
-            objects: Path | None = cfg.git_objects
-        elif cfg.git_dir is not None:
-            common = await _host_git(cfg.git_dir, "rev-parse", "--path-format=absolute", "--git-common-dir")
-            objects = Path(common) / "objects"
-        else:
-            return None, None
-        if objects is None or not objects.is_dir():
-            raise SandboxError(f"the git objects directory {objects} does not exist")
-        base = cfg.base_commit
-        if base is None:
-            if cfg.git_dir is None:
-                return None, None
-            base = await _host_git(cfg.git_dir, "rev-parse", "--verify", "HEAD^{commit}")
-        if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", base):
-            if cfg.git_dir is None:
-                raise SandboxError(f"base_commit {base!r} is not a full commit id")
-            base = await _host_git(cfg.git_dir, "rev-parse", "--verify", f"{base}^{{commit}}")
-        return objects.resolve(), base
-
     def _create(self, objects: Path | None) -> None:
         docker = _docker_module()
-        from docker.types import Mount
-
-        cfg = self.config
-        uid, gid = self._uid, self._gid
-        mounts = [
-            Mount(WORKSPACE, str(cfg.worktree.resolve()), type="bind"),
-            Mount(IN_HELPER, str(HELPER_PATH.resolve()), type="bind", read_only=True),
-        ]
-        if (cfg.worktree / ".git").exists():
-            mounts.append(Mount(f"{WORKSPACE}/.git", str(_gitfile(uid, gid)), type="bind", read_only=True))
-        if objects is not None:
-            mounts.append(Mount(IN_OBJECTS, str(objects), type="bind", read_only=True))
-        if cfg.setup and HOST_CA_BUNDLE.is_file():
-            mounts.append(Mount(IN_CA_BUNDLE, str(HOST_CA_BUNDLE.resolve()), type="bind", read_only=True))
-        lifetime = int(cfg.deadline_s + DEADLINE_MARGIN_S)
-        labels = {
-            LABEL: "1",
-            LABEL_RUN_ID: cfg.run_id,
-            LABEL_OWNER_PID: str(os.getpid()),
-            LABEL_OWNER_HOST: socket.gethostname(),
-            LABEL_DEADLINE: str(int(time.time()) + lifetime),
-        }
-        kwargs: dict[str, Any] = dict(
-            image=cfg.image,
-            command=["sleep", str(lifetime)],
-            name=self.container_name,
-            hostname="sandbox",
-            labels=labels,
-            environment={**BASE_ENV, **cfg.env},
-            # docker 20.10 grants an exec process capabilities only when the *container's*
-            # user is root (measured: `exec -u 0` in a uid-1000 container holds none), so a
-            # container whose setup needs capabilities is created as root.
-            user="0:0" if cfg.setup else f"{uid}:{gid}",
-            working_dir=WORKSPACE,
-            network_mode="bridge" if cfg.setup or cfg.network == "bridge" else "none",
-            cap_drop=["ALL"],
-            cap_add=list(SETUP_CAPS) if cfg.setup else None,
-            security_opt=["no-new-privileges"],
-            init=True,
-            nano_cpus=int(cfg.cpus * 1e9),
-            mem_limit=cfg.memory,
-            memswap_limit=cfg.memory,
-            pids_limit=cfg.pids,
-            mounts=mounts,
-            tmpfs={IN_GIT_DIR: f"uid={uid},gid={gid},mode=0700,size={GIT_TMPFS_SIZE}"},
-            auto_remove=True,
-            stdin_open=False,
-            tty=False,
-        )
+        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects)
         tries = 0
 
         def create() -> str:
@@ -432,10 +179,10 @@ class DockerSandbox(Sandbox):
             cid = self.container_id
             _control(lambda: self._client.api.start(cid), "start the sandbox container")
         except docker.errors.ImageNotFound:
-            ours = cfg.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
+            ours = self.config.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
             hint = BUILD_HINT if ours else (
                 "build or load it on this machine (astra-run never pulls images); any image with python3 works")
-            raise SandboxError(f"the sandbox image {cfg.image} is missing; {hint}") from None
+            raise SandboxError(f"the sandbox image {self.config.image} is missing; {hint}") from None
         except Exception as exc:
             raise SandboxError(f"cannot start the sandbox container: {_short(exc)}") from None
 
@@ -447,15 +194,11 @@ class DockerSandbox(Sandbox):
         sleep (`quiesce`), strips setuid/setgid bits in the worktree and hands it back to the
         user; after it exits, the daemon's process list must show those two alone.
         """
-        env = {"HOME": "/root"}
-        if HOST_CA_BUNDLE.is_file():
-            env.update(SSL_CERT_FILE=IN_CA_BUNDLE, PIP_CERT=IN_CA_BUNDLE, REQUESTS_CA_BUNDLE=IN_CA_BUNDLE,
-                       CURL_CA_BUNDLE=IN_CA_BUNDLE, GIT_SSL_CAINFO=IN_CA_BUNDLE, NODE_EXTRA_CA_CERTS=IN_CA_BUNDLE)
-        env_file = self._env_file(env)
+        env_file = self._env_file(_setup_env())
         argv = self._exec_argv(agent=False, argv=["python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE,
                                                   "--virtual", WORKSPACE, "--setup-phase"], env_file=env_file)
         try:
-            await self._start_helper(argv, self._cli_env(), name=f"setup in container {self.container_name}")
+            await self._start_helper(argv, cli_env(), name=f"setup in container {self.container_name}")
         finally:
             env_file.unlink(missing_ok=True)  # answered a ping: the CLI has read it
         try:
@@ -526,15 +269,6 @@ class DockerSandbox(Sandbox):
 
     # ------------------------------------------------------------------- docker exec plumbing
 
-    def _cli_env(self) -> dict[str, str]:
-        """The environment of the docker CLI *on the host*: never passed into the container, and
-        never extended with anything from the task or the repository (DOCKER_HOST=ssh://, PATH or
-        DOCKER_CONFIG from a hostile `.mcp.json` would run programs on the host)."""
-        env = {k: v for k, v in os.environ.items()
-               if k in ("PATH", "HOME", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")}
-        env["DOCKER_HOST"] = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        return env
-
     def _env_file(self, env: Mapping[str, str]) -> Path:
         """A 0600 file of `NAME=value` lines in a private 0700 directory, for `--env-file`.
 
@@ -569,7 +303,7 @@ class DockerSandbox(Sandbox):
             proc = await asyncio.create_subprocess_exec(
                 *self._exec_argv(agent=True, argv=wrapped, env_file=env_file),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=self._cli_env(),
+                env=cli_env(),
             )
         except OSError as exc:
             if env_file is not None:

@@ -13,6 +13,9 @@ Because it runs inside the container, every path the model names is opened there
 The host never opens a path the model chose.
 
 Standard library only, Python >= 3.8: it must run on whatever python3 a user's image has.
+
+It stays ONE file despite its length - do not split it: it is bind-mounted into the container as a
+single script (/astra/helper.py) and run with `python3 -I -S`, so it cannot import siblings.
 """
 
 from __future__ import annotations

@@ -379,7 +379,7 @@ def test_control_calls_retry_transient_failures_only(monkeypatch: pytest.MonkeyP
     import docker
     import requests
 
-    from runner.sandbox import docker as backend
+    from runner.sandbox import docker_engine as backend  # where _control and its time.sleep live
 
     sleeps: list[float] = []
     monkeypatch.setattr(backend.time, "sleep", sleeps.append)
