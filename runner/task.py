@@ -285,17 +285,22 @@ def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     return data, root
 
 
+def read_yaml_file(file: Path, what: str) -> tuple[Any, yaml.Node | None]:
+    """A YAML file's data and node tree; a missing, unreadable or malformed file is a ConfigError."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such {what}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the {what}: {exc}") from None
+    return parse_yaml(text, str(file))
+
+
 def load_task(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> LoadedTask:
     """Read, validate and resolve a task file. Raises ConfigError with every problem found."""
     file = Path(path)
     source = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such task file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read task file: {exc}") from None
-    data, root = parse_yaml(text, source)
+    data, root = read_yaml_file(file, "task file")
     if data is None:
         raise ConfigError(f"{source}:1: (top level): the task file is empty")
     if not isinstance(data, dict):

@@ -106,13 +106,7 @@ def load_manifest(path: str | os.PathLike[str], settings: Settings, out: Path) -
     """Every task of the manifest, validated, sorted by name. Raises ConfigError with all problems."""
     file = Path(path)
     source = str(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such manifest file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read the manifest: {exc}") from None
-    data, root = parse_yaml(text, source)
+    data, root = read_yaml_file(file, "manifest file")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: (top level): a manifest is a mapping with `tasks` and/or `matrix`")
     try:

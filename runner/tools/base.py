@@ -59,6 +59,14 @@ def _input_schema(model: type[ToolInput]) -> dict[str, Any]:
     return schema
 
 
+def listing(items: list[str], total: int, *, empty: str, noun: str) -> str:
+    """One item a line, saying how many more there were when the helper capped the list."""
+    if not items:
+        return empty
+    more = f"\n[{total - len(items)} more {noun} not shown]" if total > len(items) else ""
+    return "\n".join(items) + more
+
+
 def input_problems(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from runner.sandbox.base import ToolFailure
-from runner.tools.base import Tool, ToolContext, ToolInput
+from runner.tools.base import Tool, ToolContext, ToolInput, listing
 
 _PATH = "Path relative to the workspace root, or absolute under /workspace."
 
@@ -87,8 +87,4 @@ class Ls(Tool):
     async def run(self, args: LsInput, ctx: ToolContext) -> str:
         r = await ctx.sandbox.file_op("ls", path=args.path)
         entries = [str(e) for e in r.get("entries", [])]
-        total = int(r.get("total", len(entries)))
-        if not entries:
-            return "[empty directory]"
-        more = f"\n[{total - len(entries)} more entries not shown]" if total > len(entries) else ""
-        return "\n".join(entries) + more
+        return listing(entries, int(r.get("total", len(entries))), empty="[empty directory]", noun="entries")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from runner.tools.base import Tool, ToolContext, ToolInput
+from runner.tools.base import Tool, ToolContext, ToolInput, listing
 
 
 class GrepInput(ToolInput):
@@ -50,8 +50,4 @@ class Glob(Tool):
     async def run(self, args: GlobInput, ctx: ToolContext) -> str:
         r = await ctx.sandbox.file_op("glob", pattern=args.pattern)
         matches = [str(m) for m in r.get("matches", [])]
-        total = int(r.get("total", len(matches)))
-        if not matches:
-            return "[no files match]"
-        more = f"\n[{total - len(matches)} more paths not shown]" if total > len(matches) else ""
-        return "\n".join(matches) + more
+        return listing(matches, int(r.get("total", len(matches))), empty="[no files match]", noun="paths")
