@@ -45,6 +45,7 @@ from runner.task import (
     line_of,
     load_task,
     parse_yaml,
+    read_yaml_file,
     validation_messages,
 )
 
