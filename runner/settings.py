@@ -25,6 +25,8 @@ class Settings(BaseSettings):
 
     model: str | None = None
     """ASTRA_MODEL: the model id, or scripted:PATH."""
+    provider: Literal["anthropic", "bedrock", "vertex"] | None = None
+    """ASTRA_PROVIDER: anthropic, bedrock or vertex (SPEC §7)."""
     sandbox: Literal["docker", "local"] | None = None
     """ASTRA_SANDBOX: the sandbox backend."""
     image: str | None = None
@@ -97,7 +99,8 @@ def apply_overrides(task: LoadedTask, settings: Settings, flags: Flags) -> Loade
         update={"dir": _first(flags.out, settings.out, spec.outputs.dir)}
     )
     model = _first(flags.model, settings.model, spec.model, DEFAULT_MODEL)
+    provider = _first(settings.provider, spec.provider, "anthropic")
     new_spec: TaskSpec = spec.model_copy(
-        update={"model": model, "limits": limits, "sandbox": sandbox, "outputs": outputs}
+        update={"model": model, "provider": provider, "limits": limits, "sandbox": sandbox, "outputs": outputs}
     )
     return dataclasses.replace(task, spec=new_spec)

@@ -64,15 +64,19 @@ class SandboxSpec(_Strict):
     """Network during the agent phase."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment of the sandbox; `${NAME}` takes a host variable (and is redacted in outputs)."""
+    setup_timeout: Duration = 600.0
+    """Wall clock for all `setup` commands together."""
     cpus: float = Field(default=2, gt=0)
     memory: str = "4g"
     pids: int = Field(default=512, gt=0)
+    disk: str = "10g"
+    """The most the worktree may hold; more is a limit (exit 3)."""
 
-    @field_validator("memory")
+    @field_validator("memory", "disk")
     @classmethod
-    def _memory(cls, v: str) -> str:
+    def _size(cls, v: str) -> str:
         if not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", v.strip()):
-            raise ValueError(f"{v!r} is not a memory size like 512m or 4g")
+            raise ValueError(f"{v!r} is not a size like 512m or 4g")
         return v.strip()
 
 
@@ -139,6 +143,23 @@ class McpServerSpec(_Strict):
         return self
 
 
+class ModelOptionsSpec(_Strict):
+    """SPEC §2 `model_options`; unset fields keep the model's own defaults. Which values a model
+    accepts is checked per model (runner.models), not here."""
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    thinking: Literal["adaptive", "between_tools", "off"] | None = None
+    max_output_tokens: int | None = Field(default=None, gt=0)
+
+
+class ContextSpec(_Strict):
+    """SPEC §2 `context`: what a run does when its history outgrows the model's window."""
+
+    strategy: Literal["auto", "compact", "clear", "none"] = "auto"
+    trigger_tokens: int | None = Field(default=None, gt=0)
+    """Default: from the model's context window."""
+
+
 class OutputsSpec(_Strict):
     dir: str = "astra-out"
 
@@ -152,12 +173,18 @@ class TaskSpec(_Strict):
     prompt: str | None = None
     prompt_file: str | None = None
     model: str | None = None
+    provider: Literal["anthropic", "bedrock", "vertex"] | None = None
+    """None: ASTRA_PROVIDER, else anthropic (SPEC §7)."""
+    model_options: ModelOptionsSpec = Field(default_factory=ModelOptionsSpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
     sandbox: SandboxSpec = Field(default_factory=SandboxSpec)
     policy: PolicySpec | None = None
     """None: the documented safe default policy applies (runner.policy.DEFAULT_POLICY)."""
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
     verify: list[VerifySpec] = Field(default_factory=list)
     mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
+    expect_changes: bool = True
+    """False: a run that changes nothing can still succeed."""
     outputs: OutputsSpec = Field(default_factory=OutputsSpec)
 
     @field_validator("name")
