@@ -7,7 +7,8 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
 2. create the container: PID 1 is `sleep <run deadline + margin>` under docker's init, so a
    container outlives a crashed runner by minutes at most (and removes itself: auto_remove);
    `cap_drop=ALL`, `no-new-privileges`, cpu/memory/pids limits, the worktree at /workspace,
-   the helper and the trusted git objects read-only, no Docker socket, an environment built
+   the helper and the base history's object store read-only (every mount source in the cache,
+   none elsewhere on the runner: docker_files.py), no Docker socket, an environment built
    from nothing but SandboxConfig.env and a few harmless defaults;
 3. setup commands (if any) through a root helper, with the network and the host CA bundle;
    then every process setup left is killed (`quiesce`: all but PID 1 and its sleep, checked
@@ -69,6 +70,7 @@ from runner.sandbox.docker_engine import (
     container_name,
     reap_leftovers,
 )
+from runner.sandbox.docker_files import SandboxFiles, check_mount_source, make_sandbox_files
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
 from runner.sandbox.docker_spec import (
     BASE_ENV,
@@ -124,6 +126,8 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._files: SandboxFiles | None = None
+        """The per-run copies of the helper, gitfile and CA bundle the container mounts (docker_files.py)."""
 
     # ------------------------------------------------------------------------------ start
 
@@ -139,8 +143,9 @@ class DockerSandbox(Sandbox):
         # Reaping only touches containers of dead owners, never the one being created beside it.
         reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
         try:
+            self._files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await asyncio.to_thread(self._create, objects)
+            await asyncio.to_thread(self._create, objects, self._files)
         finally:
             await reaping
         if cfg.setup:
@@ -155,9 +160,19 @@ class DockerSandbox(Sandbox):
             if not r.ok:
                 raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
 
-    def _create(self, objects: Path | None) -> None:
+    def _prepare_files(self, objects: Path | None) -> SandboxFiles:
+        """Check every host path the daemon will mount, and write the per-run files beside the worktree."""
+        for source in (self.config.worktree, objects):
+            if source is not None:
+                check_mount_source(source)
+        has_gitfile = (self.config.worktree / ".git").exists()
+        return make_sandbox_files(self.config.worktree, uid=self._uid, gid=self._gid,
+                                  git_dir_inside=IN_GIT_DIR if has_gitfile else None,
+                                  ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
+
+    def _create(self, objects: Path | None, files: SandboxFiles) -> None:
         docker = _docker_module()
-        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects)
+        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files)
         tries = 0
 
         def create() -> str:
@@ -371,6 +386,9 @@ class DockerSandbox(Sandbox):
             self._env_dir = None
         if self._client is not None:
             await asyncio.to_thread(self._remove_own)
+        if self._files is not None:  # after the container: its mounts are gone with it
+            self._files.remove()
+            self._files = None
 
     def _remove_own(self) -> None:
         ids = {self.container_id} if self.container_id else set()
