@@ -23,7 +23,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import objectstore
 from runner.errors import ConfigError, InfraError
+from runner.objectstore import ObjectStore
 from runner.procs import pid_alive
 from runner.task import is_git_url
 
@@ -167,6 +169,10 @@ class Workspace:
     """A private bare git dir (alternates -> the trusted objects) used only to compute the patch."""
     lock: Path
     """Serialises worktree add/remove on this repository (batch runs share repositories)."""
+    cache: Path | None = None
+    """ASTRA_CACHE: where the per-commit object stores live (runner/objectstore.py)."""
+    store: ObjectStore | None = None
+    """The object store git inside the sandbox uses, held until `remove`."""
 
     @classmethod
     def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
@@ -190,40 +196,24 @@ class Workspace:
         git(["init", "--bare", "--quiet", "--template=", str(patch_git)])
         (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
-                   lock=lock)
+                   lock=lock, cache=cache)
 
     def export_objects(self) -> Path:
-        """A store of only the objects the base commit reaches, for git inside the sandbox.
+        """The store of only the objects the base commit reaches, for git inside the sandbox.
 
         Mounting the trusted objects dir itself would show the model every other branch, stash
         and dangling object of the user's repository; this shows the base history and no more.
+        Made once per base commit in the cache and shared by every run on it (objectstore.py);
+        held until `remove`, so no pruner takes it away while the sandbox reads it.
         """
-        store = self.path.parent / "objects.git"
-        git(["init", "--bare", "--quiet", "--template=", str(store)])
-        env = git_env()
-        pack = subprocess.Popen(
-            ["git", *SAFE_CONFIG, f"--git-dir={self.git_dir}", "pack-objects", "--revs", "--stdout", "-q"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )
-        index = subprocess.Popen(
-            ["git", *SAFE_CONFIG, f"--git-dir={store}", "index-pack", "--stdin"],
-            stdin=pack.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        )
-        assert pack.stdin is not None and pack.stdout is not None
-        pack.stdout.close()  # index-pack owns it now
-        pack.stdin.write(f"{self.base_commit}\n".encode())
-        pack.stdin.close()
-        try:
-            _, index_err = index.communicate(timeout=GIT_TIMEOUT_S)
-            pack.wait(timeout=GIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pack.kill()
-            index.kill()
-            raise GitError("exporting the base history for the sandbox timed out") from None
-        if pack.returncode != 0 or index.returncode != 0:
-            err = (pack.stderr.read() if pack.stderr else b"") + index_err
-            raise GitError(f"exporting the base history for the sandbox failed: {err.decode(errors='replace')}")
-        return store / "objects"
+        if self.store is None:
+            cache = self.cache if self.cache is not None else self.path.parent / "cache"
+            try:
+                self.store = objectstore.acquire(cache, self.git_dir, self.base_commit, git_argv=["git", *SAFE_CONFIG],
+                                                 env=git_env(), timeout=GIT_TIMEOUT_S)
+            except objectstore.StoreError as exc:
+                raise GitError(f"exporting the base history for the sandbox failed: {exc}") from None
+        return self.store.objects
 
     def read_base_file(self, name: str, commit: str | None = None) -> str | None:
         """A file as it is at the base commit, or `commit` (never as the sandbox may have changed it)."""
@@ -234,6 +224,8 @@ class Workspace:
 
     def remove(self) -> None:
         """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
+        if self.store is not None:
+            self.store.release()
         with _locked(self.lock):
             with contextlib.suppress(InfraError):
                 git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
