@@ -118,8 +118,13 @@ def _build(store: Path, git_dir: Path, commit: str, *, git_argv: list[str], env:
     pack_dir = store / "objects" / "pack"
     pack_dir.mkdir(parents=True)
     (store / "objects" / "info").mkdir()
+    # pack-objects writes pack and index itself, as temporary files in the repository's own
+    # object dir renamed into place: the store is made the object dir (the repository's objects
+    # are borrowed through the environment, never written down), so those renames stay on the
+    # cache's filesystem whatever the repository's is.
+    env = {**env, "GIT_OBJECT_DIRECTORY": str(store / "objects"),
+           "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
     try:
-        # pack-objects writes pack and index itself (as temporary files renamed into place).
         # --window=0: reuse the deltas the repository already has instead of searching anew
         # (most of pack-objects' time otherwise; a slightly larger pack is the cheaper side).
         proc = subprocess.run(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -135,3 +137,19 @@ def test_workspaces_on_one_commit_share_the_store_and_cleanup_prunes_it(tmp_path
                           timeout=120)
     assert "1 object store" in proc.stdout, proc.stdout + proc.stderr
     assert list((cache / "objects").iterdir()) == []
+
+
+def test_a_repository_on_another_filesystem_than_the_cache(tmp_path: Path, repo: Path) -> None:
+    """pack-objects renames its temporary files into place: they must be made on the cache's filesystem."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem at /dev/shm")
+    cache = Path(tempfile.mkdtemp(dir=shm, prefix="astra-test-cache-"))
+    try:
+        base = sh_git(repo, "rev-parse", "HEAD")
+        store = acquire(cache, repo, base)
+        assert objects_in(store.objects) == set(sh_git(repo, "rev-list", "--objects", base).split()) - {"a.py", "b.py"}
+        assert not list((repo / ".git" / "objects").rglob("tmp_*")), "nothing written into the user's repository"
+        store.release()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
