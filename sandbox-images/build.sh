@@ -120,6 +120,9 @@ build_runner() {
   mkdir -p "$ctx/src"
   cp "$here/../pyproject.toml" "$here/../README.md" "$ctx/src/"
   tar -C "$here/.." --exclude=__pycache__ --exclude='*.pyc' -c runner | tar -C "$ctx/src" -x
+  # The sandbox image's recipe too: a runner can build it next to a daemon that has no copy.
+  mkdir -p "$ctx/sandbox-images"
+  cp "$here/Dockerfile" "$here/build.sh" "$ctx/sandbox-images/"
   cp "$here/runner.Dockerfile" "$ctx/Dockerfile"
   recipe="$(tar -C "$ctx" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . | sha256sum | cut -c1-16)"
   if [[ $force == 0 ]] && [[ "$(built_recipe "$runner_image")" == "$recipe" ]]; then

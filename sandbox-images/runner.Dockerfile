@@ -6,7 +6,8 @@
 # container at the same path (docs/batch.md, "Where the Docker daemon runs").
 #
 # Built by `sandbox-images/build.sh runner`, from the source tree it is run in (the build context
-# is a copy of pyproject.toml, README.md and runner/ that build.sh makes). BASE as for the sandbox
+# is a copy of pyproject.toml, README.md, runner/ and the sandbox image's recipe that build.sh
+# makes). BASE as for the sandbox
 # image: debian:bookworm-slim, or astra-base:bookworm bootstrapped by debootstrap when no registry
 # can be reached.
 ARG BASE=debian:bookworm-slim
@@ -54,5 +55,8 @@ RUN apt-get update \
  && mkdir -p /cache
 COPY --from=build /opt/astra-run /opt/astra-run
 COPY --from=build /usr/local/bin/docker /usr/local/bin/docker
+# `bash /usr/local/share/astra-run/sandbox-images/build.sh` builds astra-sandbox:latest in the
+# daemon DOCKER_HOST names (from debian:bookworm-slim, which that daemon pulls).
+COPY sandbox-images/ /usr/local/share/astra-run/sandbox-images/
 WORKDIR /work
 CMD ["astra-run", "--help"]
