@@ -10,10 +10,15 @@ made once per base commit and reused by every run on that commit:
 - `cache/objects/<commit>/objects/pack/pack-*.{pack,idx}`: written by one `git pack-objects
   --revs <dir>/pack` (pack and index together; no second `index-pack` pass over the data);
   `complete` is written last, so a store without it is a crashed build, never used.
-- `cache/objects/<commit>.lock`: a run holds it shared (flock) for as long as it uses the store;
-  a build holds it exclusively. A pruner removes only stores whose lock it gets exclusively
-  without waiting, so a store some run is using is never changed or removed. A complete store
-  is never written again.
+- `cache/objects/<commit>.lock` (the *use* lock): every run holds it shared for as long as it
+  uses the store, from before the store is made until the run ends. A pruner removes only stores
+  whose use lock it gets exclusively without waiting, so a store some run is using (or making)
+  is never changed or removed. A complete store is never written again.
+- `cache/objects/<commit>.build` (the *build* lock): one run makes the store, holding it
+  exclusively (and the use lock shared); the others wait for it, then reuse the store.
+- Two phases (`open_store`, then `PendingStore.finish`): the store's directory exists as soon as
+  `open_store` returns, so the sandbox's container can be created with it mounted while
+  pack-objects is still writing into it; git inside is set up only after `finish`.
 - Pruned: stores unused for MAX_AGE_S, whenever a new store is made, and every store no run
   holds by `astra-run cleanup`. The `complete` file's mtime is the last use.
 
@@ -29,7 +34,9 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -46,54 +53,103 @@ class StoreError(Exception):
 
 @dataclass
 class ObjectStore:
-    """A complete store, held shared until `release` (or until this process ends)."""
+    """A store held shared until `release` (or until this process ends); complete after `finish`."""
 
     objects: Path
-    """The directory to mount read-only at the sandbox's alternates path."""
-    built: bool
-    """True when this call made it (the first run on that commit), False when it was reused."""
-    _lock: IO[str] | None = field(default=None, repr=False)
+    """The directory to mount read-only at the sandbox's alternates path (it exists already)."""
+    built: bool = False
+    """True when this run made it (the first run on that commit), False when it was reused."""
+    _use: IO[str] | None = field(default=None, repr=False)
+    _build: IO[str] | None = field(default=None, repr=False)
+    """Held while this run still has to write the store (`finish` writes it and lets go)."""
+    _make: tuple[Path, Path, str, list[str], dict[str, str], float] | None = field(default=None, repr=False)
+
+    @property
+    def complete(self) -> bool:
+        return (self.objects.parent / COMPLETE).is_file()
+
+    _writing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writer: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def finish(self) -> None:
+        """Write the store if this run is its builder (slow: the history's size); else nothing.
+
+        Runs in a worker thread while the sandbox starts; `release` from another thread stops it.
+        """
+        with self._writing:
+            if self._build is None or self._make is None:
+                return
+            store, git_dir, commit, git_argv, env, timeout = self._make
+            try:
+                _write(store, git_dir, commit, git_argv=git_argv, env=env, timeout=timeout,
+                       started=lambda proc: setattr(self, "_writer", proc))
+                self.built = True
+            finally:
+                self._writer = None
+                self._build.close()
+                self._build, self._make = None, None
+        prune(store.parent.parent, older_than_s=MAX_AGE_S)
 
     def release(self) -> None:
-        if self._lock is not None:
-            self._lock.close()  # closing drops the flock
-            self._lock = None
+        """Let go of the store; a write still running is killed first (its store is then remade)."""
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(OSError):
+                writer.kill()
+        with self._writing:  # the writer has let go of the directory before anyone else may
+            for lock in (self._build, self._use):
+                if lock is not None:
+                    lock.close()  # closing drops the flock
+            self._build = self._use = None
 
 
 def stores_dir(cache: Path) -> Path:
     return cache / "objects"
 
 
-def acquire(cache: Path, git_dir: Path, commit: str, *, git_argv: list[str], env: dict[str, str],
-            timeout: float) -> ObjectStore:
-    """The store of `commit`, made from `git_dir` if no complete one exists; held shared on return.
+def open_store(cache: Path, git_dir: Path, commit: str, *, git_argv: list[str], env: dict[str, str],
+               timeout: float) -> ObjectStore:
+    """The store of `commit`, held shared: complete, or made ready for this run to `finish` it.
 
-    `git_argv`: how to run trusted host git (its safe `-c` flags); `env`: its clean environment.
+    Waits while another run is making it. `git_argv`: how to run trusted host git (its safe `-c`
+    flags); `env`: its clean environment.
     """
     if not _COMMIT.fullmatch(commit):
         raise StoreError(f"not a full commit id: {commit!r}")
     root = stores_dir(cache)
     root.mkdir(parents=True, exist_ok=True)
-    store, lock_path = root / commit, root / f"{commit}.lock"
-    built = False
-    for _ in range(5):  # a pruner may remove a store between our exclusive and shared holds
-        lock = _locked(lock_path, fcntl.LOCK_SH)
-        try:
-            if (store / COMPLETE).is_file():
-                with contextlib.suppress(OSError):
-                    os.utime(store / COMPLETE)  # last use, for pruning by age
-                return ObjectStore(objects=store / "objects", built=built, _lock=lock)
-        except BaseException:
-            lock.close()
-            raise
-        lock.close()
-        with _locked(lock_path, fcntl.LOCK_EX):  # one builder; the others wait here, then reuse it
-            if not (store / COMPLETE).is_file():
-                _build(store, git_dir, commit, git_argv=git_argv, env=env, timeout=timeout)
-                built = True
-        if built:
-            prune(cache, older_than_s=MAX_AGE_S)
-    raise StoreError(f"the object store of {commit} kept disappearing while it was being taken")
+    store = root / commit
+    use = _locked(root / f"{commit}.lock", fcntl.LOCK_SH)
+    try:
+        held = ObjectStore(objects=store / "objects", _use=use)
+        if not held.complete:
+            build = _locked(root / f"{commit}.build", fcntl.LOCK_EX)  # one builder; the others wait
+            if held.complete:
+                build.close()  # made while we waited
+            else:
+                shutil.rmtree(store, ignore_errors=True)  # a crashed build's leftovers
+                (store / "objects" / "pack").mkdir(parents=True)
+                (store / "objects" / "info").mkdir()
+                held._build, held._make = build, (store, git_dir, commit, git_argv, env, timeout)
+                return held
+        with contextlib.suppress(OSError):
+            os.utime(store / COMPLETE)  # last use, for pruning by age
+        return held
+    except BaseException:
+        use.close()
+        raise
+
+
+def acquire(cache: Path, git_dir: Path, commit: str, *, git_argv: list[str], env: dict[str, str],
+            timeout: float) -> ObjectStore:
+    """`open_store` and `finish` in one: the complete store, held shared."""
+    held = open_store(cache, git_dir, commit, git_argv=git_argv, env=env, timeout=timeout)
+    try:
+        held.finish()
+    except BaseException:
+        held.release()
+        raise
+    return held
 
 
 def _locked(path: Path, operation: int) -> IO[str]:
@@ -111,33 +167,34 @@ def _locked(path: Path, operation: int) -> IO[str]:
         lock.close()
 
 
-def _build(store: Path, git_dir: Path, commit: str, *, git_argv: list[str], env: dict[str, str],
-           timeout: float) -> None:
-    """Write the store (the caller holds its lock exclusively)."""
-    shutil.rmtree(store, ignore_errors=True)  # a crashed build's leftovers
+def _write(store: Path, git_dir: Path, commit: str, *, git_argv: list[str], env: dict[str, str],
+           timeout: float, started: Callable[[subprocess.Popen[bytes]], None]) -> None:
+    """Write the pack into the prepared store (the caller holds its build lock)."""
     pack_dir = store / "objects" / "pack"
-    pack_dir.mkdir(parents=True)
-    (store / "objects" / "info").mkdir()
     # pack-objects writes pack and index itself, as temporary files in the repository's own
     # object dir renamed into place: the store is made the object dir (the repository's objects
     # are borrowed through the environment, never written down), so those renames stay on the
     # cache's filesystem whatever the repository's is.
     env = {**env, "GIT_OBJECT_DIRECTORY": str(store / "objects"),
            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
+    # --window=0: reuse the deltas the repository already has instead of searching anew
+    # (most of pack-objects' time otherwise; a slightly larger pack is the cheaper side).
+    proc = subprocess.Popen(
+        [*git_argv, f"--git-dir={git_dir}", "pack-objects", "--revs", "-q", "--window=0",
+         "--delta-base-offset", str(pack_dir / "pack")],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )
+    started(proc)
     try:
-        # --window=0: reuse the deltas the repository already has instead of searching anew
-        # (most of pack-objects' time otherwise; a slightly larger pack is the cheaper side).
-        proc = subprocess.run(
-            [*git_argv, f"--git-dir={git_dir}", "pack-objects", "--revs", "-q", "--window=0",
-             "--delta-base-offset", str(pack_dir / "pack")],
-            input=f"{commit}\n".encode(), capture_output=True, env=env, timeout=timeout,
-        )
+        _, err = proc.communicate(f"{commit}\n".encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         shutil.rmtree(store, ignore_errors=True)
         raise StoreError(f"writing the object store timed out after {timeout:.0f}s") from None
     if proc.returncode != 0:
         shutil.rmtree(store, ignore_errors=True)
-        raise StoreError(proc.stderr.decode("utf-8", "replace").strip())
+        raise StoreError(err.decode("utf-8", "replace").strip() or f"git pack-objects exited {proc.returncode}")
     (store / COMPLETE).write_text(f"{commit}\n")
 
 
@@ -163,6 +220,8 @@ def prune(cache: Path, *, older_than_s: float = 0.0) -> list[str]:
             continue  # in use (or being built)
         with lock:
             shutil.rmtree(store, ignore_errors=True)
-            lock_path.unlink(missing_ok=True)  # under the lock: a waiter then sees a new inode
+            # Under the lock (no run is using or making it): a waiter then sees a new inode.
+            (root / f"{commit}.build").unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)
         removed.append(commit)
     return removed

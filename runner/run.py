@@ -21,7 +21,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -296,7 +296,17 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
 
         emit(Note(LOCAL_WARNING, level="warning"))
     # Git inside a container sees only what the base commit reaches, not the user's other refs.
-    objects = await asyncio.to_thread(workspace.export_objects) if spec.sandbox.backend == "docker" else None
+    # A first run on this commit writes that store while the container starts (objectstore.py).
+    objects: Path | None = None
+    objects_ready: Callable[[], Awaitable[None]] | None = None
+    if spec.sandbox.backend == "docker":
+        objects = (await asyncio.to_thread(workspace.open_objects)).objects
+        writing = asyncio.ensure_future(asyncio.to_thread(workspace.finish_objects))
+        # Its error is the start's (awaited there); a start that failed first leaves it unread.
+        writing.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+        async def objects_ready() -> None:
+            await asyncio.shield(writing)  # a cancelled start must not abandon the writer midway
     ctx.sandbox = make_sandbox(
         spec.sandbox.backend,
         SandboxConfig(
@@ -304,6 +314,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            git_objects_ready=objects_ready,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))

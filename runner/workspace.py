@@ -198,22 +198,36 @@ class Workspace:
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
                    lock=lock, cache=cache)
 
-    def export_objects(self) -> Path:
+    def open_objects(self) -> ObjectStore:
         """The store of only the objects the base commit reaches, for git inside the sandbox.
 
         Mounting the trusted objects dir itself would show the model every other branch, stash
         and dangling object of the user's repository; this shows the base history and no more.
         Made once per base commit in the cache and shared by every run on it (objectstore.py);
-        held until `remove`, so no pruner takes it away while the sandbox reads it.
+        held until `remove`, so no pruner takes it away while the sandbox reads it. Its directory
+        exists on return; `finish()` writes it when this run is the first on that commit.
         """
         if self.store is None:
             cache = self.cache if self.cache is not None else self.path.parent / "cache"
             try:
-                self.store = objectstore.acquire(cache, self.git_dir, self.base_commit, git_argv=["git", *SAFE_CONFIG],
-                                                 env=git_env(), timeout=GIT_TIMEOUT_S)
+                self.store = objectstore.open_store(cache, self.git_dir, self.base_commit,
+                                                    git_argv=["git", *SAFE_CONFIG], env=git_env(),
+                                                    timeout=GIT_TIMEOUT_S)
             except objectstore.StoreError as exc:
                 raise GitError(f"exporting the base history for the sandbox failed: {exc}") from None
-        return self.store.objects
+        return self.store
+
+    def finish_objects(self) -> None:
+        """Write the store `open_objects` prepared, if this run makes it (blocking; GitError)."""
+        try:
+            self.open_objects().finish()
+        except objectstore.StoreError as exc:
+            raise GitError(f"exporting the base history for the sandbox failed: {exc}") from None
+
+    def export_objects(self) -> Path:
+        """`open_objects` and `finish_objects` in one: the complete store's objects directory."""
+        self.finish_objects()
+        return self.open_objects().objects
 
     def read_base_file(self, name: str, commit: str | None = None) -> str | None:
         """A file as it is at the base commit, or `commit` (never as the sandbox may have changed it)."""

@@ -18,7 +18,7 @@ import itertools
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -95,6 +95,9 @@ class SandboxConfig:
     `git rev-parse --git-common-dir`."""
     git_objects: Path | None = None
     """The trusted objects directory, when the caller knows it (overrides the lookup via git_dir)."""
+    git_objects_ready: Callable[[], Awaitable[None]] | None = None
+    """Awaited before git is set up inside: git_objects may still be being written (its directory
+    exists, so the container is created with it mounted meanwhile). Its error fails the start."""
     uid: int | None = None
     """The uid commands run as (docker); default: the invoking user's, so files stay theirs."""
     gid: int | None = None

@@ -156,6 +156,8 @@ class DockerSandbox(Sandbox):
             "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
         ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
+            if cfg.git_objects_ready is not None:  # the store may still be being written
+                await cfg.git_objects_ready()
             r = await self.exec(_git_init_script(base), timeout=120)
             if not r.ok:
                 raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")

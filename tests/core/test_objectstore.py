@@ -153,3 +153,32 @@ def test_a_repository_on_another_filesystem_than_the_cache(tmp_path: Path, repo:
         store.release()
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_the_directory_exists_before_the_store_is_written_and_others_wait_for_it(tmp_path: Path, repo: Path) -> None:
+    """The container mounts the store while pack-objects writes it; a second run waits, then reuses it."""
+    cache = tmp_path / "cache"
+    base = sh_git(repo, "rev-parse", "HEAD")
+    first = objectstore.open_store(cache, repo / ".git", base, git_argv=GIT, env=git_env(), timeout=60)
+    assert first.objects.is_dir() and not first.complete
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(acquire, cache, repo, base)
+        time.sleep(0.3)
+        assert not waiting.done(), "a second run must wait for the first one's store"
+        first.finish()
+        second = waiting.result(timeout=30)
+    assert first.built and first.complete and not second.built and second.objects == first.objects
+    first.release()
+    second.release()
+
+
+def test_a_store_released_while_being_written_is_made_again_by_the_next_run(tmp_path: Path, repo: Path) -> None:
+    cache = tmp_path / "cache"
+    base = sh_git(repo, "rev-parse", "HEAD")
+    abandoned = objectstore.open_store(cache, repo / ".git", base, git_argv=GIT, env=git_env(), timeout=60)
+    abandoned.release()  # a run that failed before its store was written
+    abandoned.finish()  # a late writer does nothing once released
+    assert not abandoned.complete
+    again = acquire(cache, repo, base)
+    assert again.built and again.complete and objects_in(again.objects)
+    again.release()
