@@ -193,8 +193,7 @@ class Workspace:
         # objects borrowed read-only. No config anyone else wrote (not even the repo's own
         # filters) can run while we read files the sandbox wrote.
         patch_git = run_dir / "patch.git"
-        git(["init", "--bare", "--quiet", "--template=", str(patch_git)])
-        (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
+        _init_bare(patch_git, alternates=git_dir / "objects", sha256=len(commit) == 64)
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
                    lock=lock, cache=cache)
 
@@ -248,6 +247,17 @@ class Workspace:
             with contextlib.suppress(InfraError):
                 git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def _init_bare(path: Path, *, alternates: Path, sha256: bool) -> None:
+    """What `git init --bare --template=` writes, written directly: one git process fewer per run."""
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+        (path / sub).mkdir(parents=True)
+    (path / "HEAD").write_text("ref: refs/heads/main\n")
+    (path / "config").write_text(
+        "[core]\n\trepositoryformatversion = {}\n\tfilemode = true\n\tbare = true\n{}".format(
+            1 if sha256 else 0, "[extensions]\n\tobjectformat = sha256\n" if sha256 else ""))
+    (path / "objects" / "info" / "alternates").write_text(f"{alternates}\n")
 
 
 def worktree_lock(cache: Path, git_dir: Path) -> Path:
