@@ -1,11 +1,10 @@
 """Start-up of a docker run on a big repository, against `git worktree add` + `docker run -d`.
 
-    .venv/bin/python bench/startup.py [--commits 12000] [--runs 3] [--keep-repo]
+    .venv/bin/python bench/startup.py [--commits 12000] [--runs 3]
 
-Generates a repository of 150k+ objects (like pytest's: 12,000 commits over 480 files, packed
-with deltas by `git repack`; generated once with `git fast-import` and kept in
-$TMPDIR/astra-bench-startup-<commits>.git unless --keep-repo is off... it is kept by default), then
-times, in one process and one sitting:
+Generates a repository of 150k+ objects (like pytest's 163k: 12,000 commits over 480 files,
+packed with deltas by `git repack`; made once with `git fast-import` and kept for the next time
+in $TMPDIR/astra-bench-startup-<commits>/), then times, in one process and one sitting:
 
 - "first run": `astra-run run` of a one-turn scripted task with a fresh cache (no object store
   for the base commit yet), from the run's start to `sandbox_ready` (the trajectory's clock,
@@ -35,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "astra-sandbox:latest"
 GIT_ENV = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "b",
-           "GIT_AUTHOR_EMAIL": "b@example.invalid", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.invalid"}
+           "GIT_AUTHOR_EMAIL": "b@example.invalid", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@example.invalid"}
 
 
 def git(repo: Path, *args: str, **kw: object) -> subprocess.CompletedProcess[bytes]:

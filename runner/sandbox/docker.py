@@ -111,6 +111,18 @@ __all__ = [  # what other modules and tests import from here; private ones are f
 ]
 
 
+REAP_EVERY_S = 60.0
+_last_reap = -REAP_EVERY_S
+
+
+def _reap_now_and_then(client: Any) -> None:
+    global _last_reap
+    now = time.monotonic()
+    if now - _last_reap >= REAP_EVERY_S:
+        _last_reap = now
+        reap_leftovers(client)
+
+
 class DockerSandbox(Sandbox):
     """See the module docstring. One instance = one container = one run."""
 
@@ -126,6 +138,8 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._create_unsure = False
+        """A create call was sent and has not answered (cancelled start): its container may exist."""
         self._files: SandboxFiles | None = None
         """The per-run copies of the helper, gitfile and CA bundle the container mounts (docker_files.py)."""
 
@@ -140,8 +154,10 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
         self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), _git_source(self.config))
-        # Reaping only touches containers of dead owners, never the one being created beside it.
-        reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
+        # Reaping only touches containers of dead owners, never the one being created beside it;
+        # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
+        # sandbox on the daemon once per task).
+        reaping = asyncio.ensure_future(asyncio.to_thread(_reap_now_and_then, self._client))
         try:
             self._files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
@@ -192,7 +208,9 @@ class DockerSandbox(Sandbox):
                 return str(found["Id"])
 
         try:
+            self._create_unsure = True  # until create answers: close() then looks the container up
             self.container_id = _control(create, "create the sandbox container")
+            self._create_unsure = False
             cid = self.container_id
             _control(lambda: self._client.api.start(cid), "start the sandbox container")
         except docker.errors.ImageNotFound:
@@ -394,13 +412,15 @@ class DockerSandbox(Sandbox):
 
     def _remove_own(self) -> None:
         ids = {self.container_id} if self.container_id else set()
-        with contextlib.suppress(Exception):
-            # Also finds a container whose create call had not returned when start was cancelled.
-            found = _control(lambda: self._client.api.containers(
-                all=True, filters={"label": f"{LABEL_RUN_ID}={self.config.run_id}"}), "list the run's containers")
-            for c in found:
-                if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
-                    ids.add(str(c["Id"]))
+        # A create call that never answered (a start cancelled or failed meanwhile) may still
+        # have made a container: find it by label. When create answered, its id is the only one.
+        if self._create_unsure:
+            with contextlib.suppress(Exception):
+                found = _control(lambda: self._client.api.containers(
+                    all=True, filters={"label": f"{LABEL_RUN_ID}={self.config.run_id}"}), "list the run's containers")
+                for c in found:
+                    if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
+                        ids.add(str(c["Id"]))
         for cid in ids:
             try:
                 _remove_container(self._client, cid)

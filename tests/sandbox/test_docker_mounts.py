@@ -115,3 +115,36 @@ def test_mount_source_checks(tmp_path: Path) -> None:
         check_mount_source(tmp_path / "ours-link")  # the link is ours, its target's path is not safe
     with pytest.raises(SandboxError, match="does not exist"):
         check_mount_source(tmp_path / "missing")
+
+
+@pytest.mark.docker
+async def test_a_container_whose_create_never_answered_is_still_removed(repo: Repo) -> None:
+    """close() lists the run's containers only when a create call went unanswered: then it must."""
+    box = DockerSandbox(sandbox_config(repo))
+    real_connect = connect
+
+    def lossy_connect() -> object:
+        client = real_connect()
+        create = client.api.create_container  # what containers.create calls
+
+        made: list[object] = []
+
+        def create_then_lose_the_answer(*args: object, **kwargs: object) -> object:
+            if not made:  # the daemon makes it once; every answer is lost (retries too)
+                made.append(create(*args, **kwargs))
+            raise RuntimeError("the answer was lost")
+
+        client.api.create_container = create_then_lose_the_answer
+        return client
+
+    import runner.sandbox.docker as docker_backend
+
+    docker_backend.connect = lossy_connect  # type: ignore[assignment]
+    try:
+        with pytest.raises(SandboxError, match="answer was lost"):
+            async with box:
+                pass
+    finally:
+        docker_backend.connect = real_connect
+    left = connect().containers.list(all=True, filters={"label": f"astra-run.run-id={box.config.run_id}"})
+    assert left == []
