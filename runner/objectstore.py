@@ -103,6 +103,15 @@ class ObjectStore:
             self._build = self._use = None
 
 
+def private_dirs(path: Path) -> None:
+    """`mkdir -p` whose new directories are 0700 whatever the umask (GitLab's runner uses 0000):
+    the sandbox's mount sources live below, and nobody else may rename what is on their way."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+
+
 def stores_dir(cache: Path) -> Path:
     return cache / "objects"
 
@@ -117,7 +126,7 @@ def open_store(cache: Path, git_dir: Path, commit: str, *, git_argv: list[str], 
     if not _COMMIT.fullmatch(commit):
         raise StoreError(f"not a full commit id: {commit!r}")
     root = stores_dir(cache)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dirs(root)
     store = root / commit
     use = _locked(root / f"{commit}.lock", fcntl.LOCK_SH)
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from runner import objectstore
 from runner.errors import ConfigError, InfraError
-from runner.objectstore import ObjectStore
+from runner.objectstore import ObjectStore, private_dirs
 from runner.procs import pid_alive
 from runner.task import is_git_url
 
@@ -180,7 +180,7 @@ class Workspace:
         git_dir = trusted_git_dir(repo, cache)
         commit = resolve_commit(git_dir, ref)
         path = run_dir / "worktree"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(run_dir)
         lock = worktree_lock(cache, git_dir)
         # Who owns this run dir: `astra-run cleanup` removes it once that process is gone.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(git_dir)}

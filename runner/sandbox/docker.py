@@ -180,9 +180,10 @@ class DockerSandbox(Sandbox):
 
     def _prepare_files(self, objects: Path | None) -> SandboxFiles:
         """Check every host path the daemon will mount, and write the per-run files beside the worktree."""
-        for source in (self.config.worktree, objects):
-            if source is not None:
-                check_mount_source(source)
+        # Strict from the directory that holds the run dirs (the cache's runs/) or the stores down.
+        check_mount_source(self.config.worktree, strict_below=self.config.worktree.resolve().parent.parent)
+        if objects is not None:
+            check_mount_source(objects, strict_below=objects.parent.parent)
         has_gitfile = (self.config.worktree / ".git").exists()
         return make_sandbox_files(self.config.worktree, uid=self._uid, gid=self._gid,
                                   git_dir_inside=IN_GIT_DIR if has_gitfile else None,

@@ -14,9 +14,10 @@ root. Two consequences shape this module:
    rename or replace lets them point the daemon at any file on the machine (the Docker socket, a
    root-only key). So the per-run directory is made fresh with an exclusive `mkdir` (never
    `exist_ok`), its files with `O_EXCL | O_NOFOLLOW`, and every mount source is checked by
-   `check_mount_source`: each directory from `/` down to it must belong to root or to us and be
-   writable by nobody else (a sticky directory such as /tmp is fine: others cannot rename our
-   entries in it), and the path must not go through a symlink that someone else could change.
+   `check_mount_source`: each directory from `/` down to it must belong to root or to us, those
+   astra-run made (the cache's `runs/`, `objects/` and below, created 0700) must be writable by
+   nobody else (a sticky directory such as /tmp is fine: others cannot rename our entries in
+   it), and the path must not go through a symlink that someone else could change.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def make_sandbox_files(worktree: Path, *, uid: int, gid: int, git_dir_inside: st
     gitfile belongs to the agent's uid, since git refuses a `.git` another user owns.
     """
     parent = worktree.resolve().parent
-    check_mount_source(parent)
+    check_mount_source(parent, strict_below=parent.parent)
     directory = parent / f"sandbox-files-{secrets.token_hex(6)}"
     try:
         directory.mkdir(mode=0o700)  # exclusive: a directory someone made before us fails here
@@ -87,15 +88,19 @@ def make_sandbox_files(worktree: Path, *, uid: int, gid: int, git_dir_inside: st
     return SandboxFiles(directory=directory, helper=helper, gitfile=gitfile, ca_bundle=bundle)
 
 
-def check_mount_source(path: Path) -> None:
+def check_mount_source(path: Path, *, strict_below: Path | None = None) -> None:
     """Refuse a bind-mount source that anyone but root and us could redirect (see the module doc).
 
-    Walks from `/` to `path` component by component with lstat: every directory on the way must
-    pass `_unsafe`, and a symlink is followed only when it belongs to root or us (and its target
-    passes the same walk).
+    Walks from `/` to `path` component by component with lstat: a symlink is followed only when
+    it belongs to root or us (and its target passes the same walk), and every directory on the
+    way must belong to root or us. Directories at or below `strict_below` (what astra-run made:
+    the cache's `runs/` and `objects/`) must also be writable by nobody else unless sticky;
+    above it, a directory the user chose to put the cache in (a Kubernetes emptyDir is 0777)
+    is judged by its owner alone.
     """
     uid, gid = os.getuid(), os.getgid()
     trusted_owners = {0, uid}
+    strict = None if strict_below is None else Path(os.path.abspath(strict_below))
     current = Path("/")
     remaining = list(Path(os.path.abspath(path)).parts[1:])
     hops = 0
@@ -105,7 +110,8 @@ def check_mount_source(path: Path) -> None:
             raise SandboxError(f"internal error: {current} is a symlink")  # resolved below, never kept
         # The source itself may belong to the sandbox's uid (a root runner's worktree for uid
         # 1000): what matters is that nobody else can swap it, which its parents decide.
-        problem = _unsafe(st, trusted_owners, gid) if remaining else ""
+        checked = strict is None or current == strict or current.is_relative_to(strict)
+        problem = _unsafe(st, trusted_owners, gid, owner_only=not checked) if remaining else ""
         if problem:
             raise SandboxError(f"refusing to mount {path} into the sandbox: {current} {problem}, so another "
                                "user could redirect what the Docker daemon mounts (ASTRA_CACHE must be private)")
@@ -131,10 +137,10 @@ def check_mount_source(path: Path) -> None:
         current = step
 
 
-def _unsafe(st: os.stat_result, trusted_owners: set[int], gid: int) -> str:
+def _unsafe(st: os.stat_result, trusted_owners: set[int], gid: int, *, owner_only: bool = False) -> str:
     if st.st_uid not in trusted_owners:
         return f"belongs to uid {st.st_uid}"
-    if not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_ISVTX:
+    if owner_only or not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_ISVTX:
         return ""  # a sticky directory: nobody else may rename or remove what is ours in it
     if st.st_mode & stat.S_IWOTH:
         return "is writable by every user"

@@ -148,3 +148,24 @@ async def test_a_container_whose_create_never_answered_is_still_removed(repo: Re
         docker_backend.connect = real_connect
     left = connect().containers.list(all=True, filters={"label": f"astra-run.run-id={box.config.run_id}"})
     assert left == []
+
+
+def test_a_cache_in_a_world_writable_volume_of_ours_is_accepted_and_its_dirs_are_private(tmp_path: Path) -> None:
+    """A Kubernetes emptyDir is 0777: the cache may live in it; what astra-run makes there is 0700."""
+    from runner.objectstore import private_dirs
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    volume.chmod(0o777)
+    old = os.umask(0)  # GitLab's runner builds with umask 0000
+    try:
+        private_dirs(volume / "cache" / "runs" / "r1")
+    finally:
+        os.umask(old)
+    runs = volume / "cache" / "runs"
+    assert all((p.stat().st_mode & 0o777) == 0o700 for p in (volume / "cache", runs, runs / "r1"))
+    (runs / "r1" / "worktree").mkdir()
+    check_mount_source(runs / "r1" / "worktree", strict_below=runs)
+    runs.chmod(0o777)  # but not below where astra-run's own directories start
+    with pytest.raises(SandboxError, match="writable by every user"):
+        check_mount_source(runs / "r1" / "worktree", strict_below=runs)
