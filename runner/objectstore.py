@@ -64,12 +64,12 @@ class ObjectStore:
     """Held while this run still has to write the store (`finish` writes it and lets go)."""
     _make: tuple[Path, Path, str, list[str], dict[str, str], float] | None = field(default=None, repr=False)
 
+    _writing: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _writer: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
     @property
     def complete(self) -> bool:
         return (self.objects.parent / COMPLETE).is_file()
-
-    _writing: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _writer: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def finish(self) -> None:
         """Write the store if this run is its builder (slow: the history's size); else nothing.
@@ -137,8 +137,10 @@ def open_store(cache: Path, git_dir: Path, commit: str, *, git_argv: list[str], 
                 build.close()  # made while we waited
             else:
                 shutil.rmtree(store, ignore_errors=True)  # a crashed build's leftovers
-                (store / "objects" / "pack").mkdir(parents=True)
-                (store / "objects" / "info").mkdir()
+                # 0755 whatever the umask: the sandbox's uid reads it; only we write it.
+                for directory in (store, store / "objects", store / "objects" / "pack", store / "objects" / "info"):
+                    directory.mkdir()
+                    directory.chmod(0o755)
                 held._build, held._make = build, (store, git_dir, commit, git_argv, env, timeout)
                 return held
         with contextlib.suppress(OSError):

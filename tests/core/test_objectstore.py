@@ -182,3 +182,18 @@ def test_a_store_released_while_being_written_is_made_again_by_the_next_run(tmp_
     again = acquire(cache, repo, base)
     assert again.built and again.complete and objects_in(again.objects)
     again.release()
+
+
+def test_a_store_made_under_umask_0_can_still_be_mounted(tmp_path: Path, repo: Path) -> None:
+    """GitLab's runner builds with umask 0000: the store must not become writable by everyone."""
+    from runner.sandbox.docker_files import check_mount_source
+
+    old = os.umask(0)
+    try:
+        store = acquire(tmp_path / "cache", repo, sh_git(repo, "rev-parse", "HEAD"))
+    finally:
+        os.umask(old)
+    assert (store.objects.stat().st_mode & 0o777) == 0o755
+    assert ((tmp_path / "cache" / "objects").stat().st_mode & 0o777) == 0o700
+    check_mount_source(store.objects, strict_below=store.objects.parent.parent)
+    store.release()
