@@ -169,3 +169,17 @@ def test_a_cache_in_a_world_writable_volume_of_ours_is_accepted_and_its_dirs_are
     runs.chmod(0o777)  # but not below where astra-run's own directories start
     with pytest.raises(SandboxError, match="writable by every user"):
         check_mount_source(runs / "r1" / "worktree", strict_below=runs)
+
+
+def test_leftovers_are_reaped_once_a_minute_per_process_not_once_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    import runner.sandbox.docker as docker_backend
+
+    calls: list[object] = []
+    monkeypatch.setattr(docker_backend, "reap_leftovers", calls.append)
+    monkeypatch.setattr(docker_backend, "_last_reap", -docker_backend.REAP_EVERY_S)
+    for _ in range(8):  # eight tasks of a batch starting their sandboxes
+        docker_backend._reap_now_and_then("client")
+    assert calls == ["client"]
+    monkeypatch.setattr(docker_backend, "_last_reap", docker_backend._last_reap - docker_backend.REAP_EVERY_S)
+    docker_backend._reap_now_and_then("client")
+    assert len(calls) == 2
