@@ -1,4 +1,4 @@
-"""How a bash rule's PATTERN matches a command (see runner.policy.bash for the command model).
+"""How a bash rule's PATTERN matches a command (see runner.policy.commands for the command model).
 
 The command's words are joined by single spaces. In a pattern only `*` is special: it matches any
 text, spaces included; a pattern ending in ` *` also matches the words before it alone (`git push *`
@@ -14,8 +14,8 @@ import re
 from dataclasses import replace
 from itertools import combinations
 
-from runner.policy.bash import Command
-from runner.policy.shell import WILD, Word
+from runner.policy.commands import Command
+from runner.policy.script import WILD, Word
 
 MAX_VANISHING = 6
 
