@@ -68,6 +68,8 @@ class Target:
     word: Word
     cwds: frozenset[str]
     how: str
+    directory: bool = False
+    """The path may be a directory the command writes into (`cp a dir/`)."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,16 @@ def _git_options(args: list[Word]) -> None:
 
 
 def _file_writes(name: str, args: list[Word], sc: SimpleCommand, writes: list[Target]) -> None:
+    if name in ("cp", "install", "ln"):  # they write the last operand (or -t DIR), maybe a directory
+        operands = [w for w in args if not (w.known and w.text.startswith("-"))]
+        for k, w in enumerate(args):
+            if w.known and w.text in ("-t", "--target-directory") and k + 1 < len(args):
+                operands = [args[k + 1]]
+            elif w.known and w.text.startswith("--target-directory="):
+                operands = [replace(w, text=w.text.split("=", 1)[1], glob="")]
+        if operands:
+            writes.append(Target(operands[-1], sc.cwds, f"{name} may write into {operands[-1].raw!r}", True))
+        return
     for w in args:
         if name == "dd":
             if w.text.startswith("of="):
@@ -250,7 +262,7 @@ def _file_writes(name: str, args: list[Word], sc: SimpleCommand, writes: list[Ta
             continue
         if w.text.startswith("-") and w.known:
             continue
-        writes.append(Target(w, sc.cwds, f"{name} may write {w.raw!r}"))
+        writes.append(Target(w, sc.cwds, f"{name} may write {w.raw!r}", name in ("mv", "tee", "touch")))
 
 
 def _xargs(words: list[Word], sc: SimpleCommand, depth: int, writes: list[Target]) -> list[Command]:

@@ -258,7 +258,8 @@ class Policy:
         for target in analysis.writes:
             where = _short(target.word.text if target.word.known else target.word.raw)
             for r in self.deny:
-                if r.tool in ("write", "edit") and r.path is not None and may_match(r.path, target.word, target.cwds):
+                if r.tool in ("write", "edit") and r.path is not None and may_match(r.path, target.word, target.cwds,
+                                                                                   directory=target.directory):
                     d = Deny(r.text, f'denied by rule "{r}": the command {target.how}, which may be "{where}"')
                     writes.append(d)
                     verdicts.append(Verdict(f"(write) {where}", d))

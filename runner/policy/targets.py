@@ -222,13 +222,18 @@ def _append_components(nfa: Nfa, comps: list[str]) -> None:
         nfa.glob(comp)
 
 
-def may_match(pattern: FilePattern, word: Word, cwds: frozenset[str]) -> bool:
-    """Might `word`, written from one of `cwds`, name a path `pattern` covers?"""
-    if word.known and cwds <= {"."}:
-        path = normalise(word.text)
-        return path is not None and pattern.matches(path)
+def may_match(pattern: FilePattern, word: Word, cwds: frozenset[str], *, directory: bool = False) -> bool:
+    """Might `word`, written from one of `cwds`, name a path `pattern` covers (or, for a directory,
+    a path inside it)?"""
     if word.known and ANY not in cwds:
         paths = {normalise(resolve(cwd, word.text)) for cwd in cwds}
-        return any(p is not None and pattern.matches(p) for p in paths)
+        return any(p is not None and pattern.matches(p, directory=directory) for p in paths)
     target = pattern_nfa(pattern.text)
-    return any(intersects(nfa, target) for nfa in resolved_paths(word, cwds))
+    for nfa in resolved_paths(word, cwds):
+        if directory:
+            nfa.char(SLASH)
+            nfa.loop(ANY_CHAR)
+            nfa.char(ANY_CHAR)
+        if intersects(nfa, target):
+            return True
+    return False

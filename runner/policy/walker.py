@@ -457,7 +457,11 @@ class Walker(Values):
             value = self._word_or_flag(siblings)
         safe = op == "=" and name_node.type != "subscript" and value.known and (
             value.text == "" or bool(INTEGER.fullmatch(value.text)))
-        self.assign(name, safe=safe, value=value)
+        deps: set[str] | None = None
+        if op == "=" and value_node is not None and value_node.type == "arithmetic_expansion":
+            arith = self.arith_nodes(value_node.named_children)  # i=$((i + 1)): a number over those names
+            safe, deps = arith.dynamic is None and name_node.type != "subscript", arith.names
+        self.assign(name, safe=safe, deps=deps, value=value)
         if into is not None:
             into.assignments.append((name, value))
         return name, value
