@@ -127,6 +127,12 @@ class Values:
     def expansion(self, node: Node) -> None:
         """Walk what an expansion runs; raise Unknown for what can run hidden code."""
         kind = node.type
+        if kind == "command_substitution" and self.text(node).startswith("`"):
+            inner = self.text(node)[1:-1]
+            unescaped = re.sub(r"\\([$`\\])", r"\1", inner)
+            if unescaped != inner:  # bash removes these backslashes before it parses the inside
+                self.sub_script(unescaped)
+                return
         if kind in ("command_substitution", "process_substitution"):
             for child in node.named_children:
                 self.statement(child, subshell=True)
@@ -172,6 +178,10 @@ class Values:
                 self.assign(name, safe=False)
 
     def assign(self, name: str, *, safe: bool, deps: set[str] | None = None) -> None:
+        raise NotImplementedError
+
+    def sub_script(self, text: str) -> None:
+        """Walk `text` as commands run in a subshell of this script (same variables)."""
         raise NotImplementedError
 
     def as_dquoted(self, text: str) -> Word:

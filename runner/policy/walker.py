@@ -182,6 +182,19 @@ class Walker(Values):
         body = tree.root_node.named_children[0]
         sub.arith_use(sub.arith_nodes(body.named_children))
 
+    def sub_script(self, text: str) -> None:
+        src = text.encode("utf-8", "surrogateescape")
+        tree = _PARSER.parse(src)
+        if tree.root_node.has_error:
+            self.flag(f"cannot read {text[:40]!r} as bash would")
+            return
+        sub = Walker(src, self.facts, self.out)
+        sub.current, sub.cwds = self.current, self.cwds
+        sub.statement(tree.root_node, subshell=False)
+        missed = unseen_substitution(tree.root_node, src)
+        if missed is not None:
+            self.flag(missed)
+
     def as_dquoted(self, text: str) -> Word:
         def requote(m: re.Match[str]) -> str:
             if m.group(0) == '"':
