@@ -67,7 +67,6 @@ class Target:
 
     word: Word
     cwds: frozenset[str]
-    how: str
     directory: bool = False
     """The path may be a directory the command writes into (`cp a dir/`)."""
 
@@ -90,7 +89,7 @@ def _analyse_into(line: str, depth: int, commands: list[Command], writes: list[T
     for sc in walk(line, nested=nested):
         for red in sc.redirects:
             if red.op in OUTPUT_REDIRS and red.target is not None:
-                writes.append(Target(red.target, sc.cwds, f"redirects output to {red.target.raw!r}"))
+                writes.append(Target(red.target, sc.cwds))
         for script in sc.scripts:
             commands.extend(_inner_script(script, list(sc.words), depth, sc)[1:])
         if sc.unknown is not None:
@@ -252,17 +251,16 @@ def _file_writes(name: str, args: list[Word], sc: SimpleCommand, writes: list[Ta
             elif w.known and w.text.startswith("--target-directory="):
                 operands = [replace(w, text=w.text.split("=", 1)[1], glob="")]
         if operands:
-            writes.append(Target(operands[-1], sc.cwds, f"{name} may write into {operands[-1].raw!r}", True))
+            writes.append(Target(operands[-1], sc.cwds, directory=True))
         return
     for w in args:
         if name == "dd":
             if w.text.startswith("of="):
-                writes.append(Target(replace(w, text=w.text[3:], glob=w.glob[3:] if w.glob else ""), sc.cwds,
-                                     f"dd writes {w.raw!r}"))
+                writes.append(Target(replace(w, text=w.text[3:], glob=w.glob[3:] if w.glob else ""), sc.cwds))
             continue
         if w.text.startswith("-") and w.known:
             continue
-        writes.append(Target(w, sc.cwds, f"{name} may write {w.raw!r}", name in ("mv", "tee", "touch")))
+        writes.append(Target(w, sc.cwds, directory=name in ("mv", "rm", "rmdir", "chmod", "chown", "chgrp")))
 
 
 def _xargs(words: list[Word], sc: SimpleCommand, depth: int, writes: list[Target]) -> list[Command]:

@@ -260,7 +260,9 @@ class Policy:
             for r in self.deny:
                 if r.tool in ("write", "edit") and r.path is not None and may_match(r.path, target.word, target.cwds,
                                                                                    directory=target.directory):
-                    d = Deny(r.text, f'denied by rule "{r}": the command {target.how}, which may be "{where}"')
+                    runtime = "" if target.word.known and target.cwds == {"."} else \
+                        " (a path built at run time or from a changed directory: it may land there)"
+                    d = Deny(r.text, f'denied by rule "{r}": the command writes to "{where}"{runtime}')
                     writes.append(d)
                     verdicts.append(Verdict(f"(write) {where}", d))
                     break

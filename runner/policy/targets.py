@@ -201,7 +201,9 @@ def resolved_paths(word: Word, cwds: frozenset[str]) -> list[Nfa]:
                 out.append(_literal_path(stack[1:]))
             continue
         nfa = Nfa()
-        nfa.optional_dirs()
+        nfa.optional_dirs()  # whatever the expansion held: any directory, the workspace root included
+        if stack and ANY in stack[0]:
+            stack = stack[1:] or [ANY]
         _append_components(nfa, stack)
         out.append(nfa)
         if stack[:1] == ["workspace"]:
@@ -225,15 +227,17 @@ def _append_components(nfa: Nfa, comps: list[str]) -> None:
 def may_match(pattern: FilePattern, word: Word, cwds: frozenset[str], *, directory: bool = False) -> bool:
     """Might `word`, written from one of `cwds`, name a path `pattern` covers (or, for a directory,
     a path inside it)?"""
-    if word.known and ANY not in cwds:
+    if word.known and ANY not in cwds and not directory:
         paths = {normalise(resolve(cwd, word.text)) for cwd in cwds}
-        return any(p is not None and pattern.matches(p, directory=directory) for p in paths)
+        return any(p is not None and pattern.matches(p) for p in paths)
     target = pattern_nfa(pattern.text)
     for nfa in resolved_paths(word, cwds):
-        if directory:
+        if directory:  # the path itself, or anything below it
+            end = nfa.final
             nfa.char(SLASH)
             nfa.loop(ANY_CHAR)
             nfa.char(ANY_CHAR)
+            nfa.eps[end].append(nfa.final)
         if intersects(nfa, target):
             return True
     return False

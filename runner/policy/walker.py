@@ -360,6 +360,8 @@ class Walker(Values):
     def _redirected(self, node: Node) -> None:
         body = node.child_by_field_name("body")
         redirects = [c for c in node.children if c.type in _REDIRECTS]
+        redirects += [c for r in redirects if r.type == "heredoc_redirect" for c in r.children  # cat <<E > f
+                      if c.type in _REDIRECTS]
         if body is not None and body.type == "command":
             self.command(body, extra_redirects=redirects)
         else:
@@ -368,8 +370,8 @@ class Walker(Values):
             self._redirect_only(node, redirects)
         for red in redirects:  # tree-sitter keeps the rest of a here-document's first line inside it
             for child in red.named_children:
-                if child.type not in ("heredoc_start", "heredoc_body", "heredoc_end", "file_descriptor") \
-                        and child not in red.children_by_field_name("destination") and red.type == "heredoc_redirect":
+                if red.type == "heredoc_redirect" and child.type not in (
+                        "heredoc_start", "heredoc_body", "heredoc_end", "file_descriptor", *_REDIRECTS):
                     self.statement(child, subshell=False)
 
     def _redirect_only(self, node: Node, redirects: list[Node]) -> None:

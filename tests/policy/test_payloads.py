@@ -114,6 +114,10 @@ DENIED_BY_RULE = [
     ("sed -i s/a/b/ .github/workflows/ci.yml", "write(.github/workflows/**)"),
     ("mv x .github/workflows/ci.yml", "write(.github/workflows/**)"),
     ("{ echo x; } > .github/workflows/ci.yml", "write(.github/workflows/**)"),
+    ("rm -rf .github", "write(.github/workflows/**)"),
+    ("mv .github/workflows /tmp/w", "write(.github/workflows/**)"),
+    ("cat <<'EOF' > .github/workflows/ci.yml\non: push\nEOF", "write(.github/workflows/**)"),
+    ("dd if=x of=.github/workflows/ci.yml", "write(.github/workflows/**)"),
 ]
 
 
@@ -143,6 +147,8 @@ STILL_ALLOWED = [
     "source /etc/os-release",
     "git log --oneline | head",
     "GIT_PAGER=cat git log",
+    "rm -rf build .github/CODEOWNERS",
+    "cat <<'EOF' > tests/test_x.py\nx = 1\nEOF",
 ]
 
 

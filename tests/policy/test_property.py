@@ -126,3 +126,27 @@ def test_allowed_random_lines_never_run_the_denied_command(tmp_path_factory: pyt
         subprocess.run(["bash", "-c", line], cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=10, check=False)
     assert not (work / "P").exists(), f"allowed as {decision.rule}, but `touch P` ran: {line!r}"
+
+
+# ------------------------------------------------------------------ run-time write targets
+
+from runner.policy.paths import FilePattern  # noqa: E402
+from runner.policy.script import Word  # noqa: E402
+from runner.policy.targets import may_match  # noqa: E402
+
+PARTS = ["src", ".github", "workflows", "a.py", "*.py", "*", "**", "x?", "[ab]", "ci.yml", ".git", "b"]
+PATH_PARTS = ["src", ".github", "workflows", "a.py", "ci.yml", ".git", "b", "x1", "a", "deep"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(PARTS), min_size=1, max_size=4), st.booleans(),
+       st.lists(st.sampled_from(PATH_PARTS), min_size=1, max_size=5))
+def test_the_run_time_check_covers_what_pathspec_matches(parts: list[str], anchor: bool, path: list[str]) -> None:
+    """The automaton for 'may match' is never narrower than pathspec on a known path."""
+    pattern = FilePattern(("/" if anchor else "") + "/".join(parts))
+    text = "/".join(path)
+    if pattern.matches(text):
+        # the same path, spelled so that it is only known at run time
+        glob = Word("\x00", "$X/" + text, glob="\x01/" + text)
+        assert may_match(pattern, glob, frozenset({"."})), (pattern.text, text)
+        assert may_match(pattern, Word(text, text), frozenset({"."}), directory=True), (pattern.text, text)
