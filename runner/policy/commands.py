@@ -32,6 +32,8 @@ MAX_DEPTH = 8
 SYSTEM_DIRS = frozenset({"/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"})
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "rbash", "posh", "fish", "csh",
                     "tcsh"})
+RESERVED = frozenset({"{", "}", "(", ")", "[[", "]]", "!", "if", "then", "elif", "else", "fi", "do", "done", "case",
+                      "esac", "while", "until", "for", "in", "select", "function", "coproc"})
 OUTPUT_REDIRS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 # Builtins that run a string or a file as code in this shell, later or now.
 _RISKY_OPTIONS = {"hash": "p", "mapfile": "C", "readarray": "C", "compgen": "CFW", "complete": "CFW",
@@ -137,6 +139,8 @@ def _dispatch(words: list[Word], sc: SimpleCommand, depth: int, writes: list[Tar
     if not first.known or first.may_vanish:
         raise Unknown("the command name is an expansion")
     name = program_name(first)
+    if name in RESERVED and not first.quoted:
+        raise Unknown(f"{name!r} where a command name should be: the line is not read as bash reads it")
     words = [replace(first, text=name), *words[1:]]
     args = words[1:]
     if name in WRAPPERS:

@@ -73,7 +73,10 @@ class Values:
         segs: list[_Seg] = []
         for k, node in enumerate(nodes):
             if k and node.type == "string" and nodes[k - 1].type == "$" and segs and segs[-1].text == "$":
-                segs.pop()  # $"..." (a translated string) is its text
+                segs.pop()  # $"..." (a translated string): a message catalog may replace it
+                self._segs_of_string(node)
+                segs.append(_Seg(WILD, True, wild=True, vanish_ok=False))
+                continue
             self._segs(node, segs, quoted=False)
         raw = self.between(nodes[0].start_byte, nodes[-1].end_byte)
         return _build(segs, raw)
@@ -88,7 +91,10 @@ class Values:
             out.append(_Seg(self.text(node)[1:-1], True))
         elif kind == "ansi_c_string":
             out.append(_Seg(decode_ansi_c(self.text(node)[2:-1]), True))
-        elif kind in ("string", "translated_string"):
+        elif kind == "translated_string" or (kind == "string" and self.text(node).startswith('$"')):
+            self._segs_of_string(node)
+            out.append(_Seg(WILD, True, wild=True, vanish_ok=False))  # a message catalog may replace it
+        elif kind == "string":
             inner = [c for c in node.children if c.type != '"' and c.type != "$"]
             start = node.start_byte + (2 if self.text(node).startswith('$"') else 1)
             self._children_with_gaps(node, out, quoted=True, gap=_dquoted_literal, children=inner,
@@ -105,6 +111,11 @@ class Values:
             out.append(_Seg(WILD, False, wild=True, vanish_ok=False, brace=True))
         else:
             raise Unknown(f"unsupported syntax ({kind} in a word)")
+
+    def _segs_of_string(self, node: Node) -> None:
+        for child in node.named_children:
+            if child.type != "string_content":
+                self._segs(child, [], quoted=True)
 
     def _children_with_gaps(self, node: Node, out: list[_Seg], *, quoted: bool,
                             gap: Callable[[str, list[_Seg]], None], children: list[Node] | None = None,
@@ -219,6 +230,8 @@ class Values:
             body = self.text(node)[2:-1]
             if IDENT.fullmatch(body) or body in ("#", "?", "$", "!"):
                 out.names.add(body)
+            elif body.startswith("#") and IDENT.fullmatch(body[1:]):
+                return  # a length is a number
             else:
                 self.expansion(node)
                 out.dynamic = out.dynamic or "arithmetic on an expansion"

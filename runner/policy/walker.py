@@ -39,6 +39,7 @@ CODE_VARIABLES = frozenset({
     "BASH_LOADABLES_PATH", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GIT_EXEC_PATH", "GIT_CONFIG_PARAMETERS",
     "GIT_CONFIG_COUNT", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_SSH", "GIT_ASKPASS",
     "SSH_ASKPASS", "GIT_PROXY_COMMAND", "NODE_OPTIONS", "PERL5OPT", "PYTHONSTARTUP", "IFS",
+    "CDPATH", "TEXTDOMAIN", "TEXTDOMAINDIR",  # where `cd` goes, what $"..." turns into
 })
 # Variables holding a command line that a program runs with `sh -c`: analysed like `bash -c VALUE`.
 COMMAND_VARIABLES = frozenset({"GIT_PAGER", "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL", "GIT_SSH_COMMAND",
@@ -424,7 +425,7 @@ class Walker(Values):
         redirect_nodes: list[Node] = []
         assigns: list[Node] = []
         for child in node.children:
-            if not child.is_named or child.type == "comment":
+            if (not child.is_named and child.type != "$") or child.type == "comment":
                 continue
             if child.type == "variable_assignment" and not word_nodes:
                 assigns.append(child)

@@ -66,6 +66,8 @@ def _env(args: list[Word]) -> int:
             break
         if t.startswith("--split-string") or (not t.startswith("--") and "S" in t):
             raise Unknown("env -S splits a string into a command")
+        if t.startswith("--chdir") or (not t.startswith("--") and "C" in t):
+            raise Unknown("env -C runs the command in another directory, which the write rules cannot follow")
     i = options(args, "i0v", "uC", {"ignore-environment", "null", "debug"}, {"unset", "chdir"})
     if i < len(args) and args[i].text == "-" and i == 0:
         i += 1
@@ -97,8 +99,8 @@ def _sudo(args: list[Word]) -> int:
     for w in args:
         if not w.text.startswith("-") or w.text == "--":
             break
-        if not w.text.startswith("--") and set(w.text[1:]) & set("sielvK"):
-            raise Unknown("sudo -s/-i/-e/-l/-v do not run a plain command")
+        if (not w.text.startswith("--") and set(w.text[1:]) & set("sielvKD")) or w.text.startswith("--chdir"):
+            raise Unknown("sudo -s/-i/-e/-l/-v/-D do not run a plain command in this directory")
     i = options(args, "AbEHnPSkB", "ugCDhprtTU", {"preserve-env", "login", "non-interactive"},
                  {"user", "group", "chdir", "host", "prompt", "role", "type", "command-timeout", "other-user"})
     while i < len(args) and args[i].known and ENV_ASSIGN.match(args[i].text):
@@ -123,7 +125,6 @@ WRAPPERS: dict[str, Callable[[list[Word]], int | None]] = {
     "setsid": lambda a: options(a, "cfw", "", {"ctty", "fork", "wait"}),
     "ionice": lambda a: options(a, "t", "cn", {"ignore"}, {"class", "classdata"}),
     "busybox": lambda a: 0,
-    "coproc": lambda a: 0,
 }
 
 
