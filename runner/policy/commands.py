@@ -23,9 +23,10 @@ import posixpath
 import re
 from dataclasses import dataclass, replace
 
+from runner.policy.paths import resolve
 from runner.policy.script import WILD, ShellSyntaxError, SimpleCommand, Word
 from runner.policy.values import Unknown
-from runner.policy.walker import resolve, walk
+from runner.policy.walker import walk
 from runner.policy.wrappers import WRAPPERS, options
 
 MAX_DEPTH = 8

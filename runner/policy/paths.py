@@ -15,7 +15,11 @@ For paths only known at run time, runner.policy.targets asks whether a pattern *
 
 from __future__ import annotations
 
+import posixpath
+
 from pathspec import GitIgnoreSpec
+
+from runner.policy.script import ANY
 
 WORKSPACE = "/workspace"
 
@@ -73,3 +77,17 @@ class FilePattern:
         if path != "." and self.spec.match_file(path):
             return True
         return directory and bool(self.spec.match_file("\x00" if path == "." else path + "/\x00"))
+
+
+def resolve(cwd: str, path: str) -> str:
+    """A directory or file path -> workspace-relative (`.`, `src/x`), absolute outside it, or ANY."""
+    if cwd == ANY and not path.startswith("/"):
+        return ANY
+    base = WORKSPACE if cwd == "." else (cwd if cwd.startswith("/") else f"{WORKSPACE}/{cwd}")
+    full = posixpath.normpath(posixpath.join(base, path))
+    full = "/" + full.lstrip("/")
+    if full == WORKSPACE:
+        return "."
+    if full.startswith(WORKSPACE + "/"):
+        return full[len(WORKSPACE) + 1:]
+    return full

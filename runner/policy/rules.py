@@ -309,10 +309,12 @@ class Policy:
         lines.append("  allow:")
         lines += [f"    - {r}" for r in self.allow] or ["    (none)"]
         lines += [
-            "  bash: every simple command of the line (after ; && || | &, newlines, $(...), backticks,",
-            "    <(...), nested `bash -c`/eval, wrappers like env/timeout/xargs, find -exec) must be allowed;",
-            "    any one matching a deny rule refuses the line; a line that cannot be parsed, or a command",
-            "    whose name is only known at run time, is refused.",
+            "  bash: the line is parsed by tree-sitter-bash; every simple command (after ; && || | &,",
+            "    newlines, $(...), backticks, <(...), nested `bash -c`, wrappers like env/timeout/xargs,",
+            "    find -exec) must be allowed, and any one matching a deny rule refuses the line; cd into the",
+            "    workspace needs no rule. A line that cannot be parsed, or a command that can run code nobody",
+            "    can read first (a computed name, eval, source, trap, arithmetic on computed values, ...),",
+            "    is refused unless bash is allowed outright. Try a line: astra-run policy TASK -- COMMAND.",
             "  files: gitignore-style patterns over the workspace-relative path; paths outside the",
             "    workspace are always refused.",
         ]

@@ -130,3 +130,16 @@ ALWAYS_UNSAFE = frozenset({"_", "-", "@", "*", "0", "REPLY", "OPTARG", "MAPFILE"
 IMPLICIT_PREFIXES = ("BASH_", "COMP_", "READLINE_", "GROUPS")
 NUMERIC_SPECIALS = frozenset({"#", "?", "$", "!", "RANDOM", "LINENO", "SECONDS", "BASHPID", "PPID", "UID",
                               "EUID", "EPOCHSECONDS", "SRANDOM", "OPTIND", "SHLVL"})
+
+
+# Variables whose value bash or a common program runs as code the walker cannot read.
+CODE_VARIABLES = frozenset({
+    "BASH_ENV", "ENV", "PS0", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND", "SHELLOPTS", "BASHOPTS",
+    "BASH_LOADABLES_PATH", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GIT_EXEC_PATH", "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_SSH", "GIT_ASKPASS",
+    "SSH_ASKPASS", "GIT_PROXY_COMMAND", "NODE_OPTIONS", "PERL5OPT", "PYTHONSTARTUP", "IFS",
+    "CDPATH", "TEXTDOMAIN", "TEXTDOMAINDIR",  # where `cd` goes, what $"..." turns into
+})
+# Variables holding a command line that a program runs with `sh -c`: analysed like `bash -c VALUE`.
+COMMAND_VARIABLES = frozenset({"GIT_PAGER", "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL", "GIT_SSH_COMMAND",
+                               "GIT_SEQUENCE_EDITOR", "MANPAGER", "GIT_EXTERNAL_DIFF"})

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from runner.policy.paths import FilePattern, normalise
+from runner.policy.paths import FilePattern, normalise, resolve
 from runner.policy.script import ANY, Word
-from runner.policy.walker import resolve
 
 Pred = tuple[frozenset[str], bool]
 """A set of characters: (chars, negated); negated means every character but those."""

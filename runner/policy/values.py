@@ -188,7 +188,7 @@ class Values:
             if name:
                 self.assign(name, safe=False)
 
-    def assign(self, name: str, *, safe: bool, deps: set[str] | None = None) -> None:
+    def assign(self, name: str, *, safe: bool, deps: set[str] | None = None, value: Word | None = None) -> None:
         raise NotImplementedError
 
     def sub_script(self, text: str) -> None:

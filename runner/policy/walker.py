@@ -15,49 +15,34 @@ command may run in (a `cd` may fail, so the old directory stays possible), and t
 
 from __future__ import annotations
 
-import posixpath
 import re
 
-import tree_sitter_bash
-from tree_sitter import Language, Node, Parser
+from tree_sitter import Node
 
-from runner.policy.script import ANY, ArithUse, Facts, Redirect, ShellSyntaxError, SimpleCommand, Word
-from runner.policy.values import IDENT, INTEGER, Arith, Unknown, Values
-
-MAX_LENGTH = 100_000
-MAX_CWDS = 8
-WORKSPACE = "/workspace"
-_PARSER = Parser(Language(tree_sitter_bash.language()))
+from runner.policy.builtins import Builtins
+from runner.policy.grammar import PARSER, parse, unseen_substitution
+from runner.policy.script import (
+    ANY,
+    CODE_VARIABLES,
+    COMMAND_VARIABLES,
+    ArithUse,
+    Facts,
+    Redirect,
+    ShellSyntaxError,
+    SimpleCommand,
+    Word,
+)
+from runner.policy.values import INTEGER, Arith, Unknown
 
 _CONTAINERS = frozenset({"program", "list", "pipeline", "do_group", "negated_command", "if_statement",
                          "elif_clause", "else_clause", "while_statement"})
 _REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirect"})
-_OUTPUT_OPS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
-# Variables whose value bash or a common program runs as code the walker cannot read.
-CODE_VARIABLES = frozenset({
-    "BASH_ENV", "ENV", "PS0", "PS1", "PS2", "PS3", "PS4", "PROMPT_COMMAND", "SHELLOPTS", "BASHOPTS",
-    "BASH_LOADABLES_PATH", "LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GIT_EXEC_PATH", "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT", "GIT_CONFIG", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "GIT_SSH", "GIT_ASKPASS",
-    "SSH_ASKPASS", "GIT_PROXY_COMMAND", "NODE_OPTIONS", "PERL5OPT", "PYTHONSTARTUP", "IFS",
-    "CDPATH", "TEXTDOMAIN", "TEXTDOMAINDIR",  # where `cd` goes, what $"..." turns into
-})
-# Variables holding a command line that a program runs with `sh -c`: analysed like `bash -c VALUE`.
-COMMAND_VARIABLES = frozenset({"GIT_PAGER", "PAGER", "GIT_EDITOR", "EDITOR", "VISUAL", "GIT_SSH_COMMAND",
-                               "GIT_SEQUENCE_EDITOR", "MANPAGER", "GIT_EXTERNAL_DIFF"})
-# Builtins that assign the variables named in their arguments: (options taking a value, how names are found).
-_NAME_ASSIGNERS = {"read": "dinNptu", "mapfile": "CcdnOsu", "readarray": "CcdnOsu"}
-
-
 def walk(line: str, *, nested: bool = False) -> list[SimpleCommand]:
     """Every simple command of `line` in source order (nested ones before their parent)."""
     if "\x00" in line:
         raise ShellSyntaxError("the command holds a NUL character")
-    if len(line) > MAX_LENGTH:
-        raise ShellSyntaxError(f"the command is longer than {MAX_LENGTH} characters")
     src = line.encode("utf-8", "surrogateescape")
-    tree = _PARSER.parse(src)
-    if tree.root_node.has_error:
-        raise ShellSyntaxError(_error_where(tree.root_node, src))
+    tree = parse(src)
     walker = Walker(src, Facts(nested=nested), [])
     try:
         walker.statement(tree.root_node, subshell=False)
@@ -73,79 +58,7 @@ def walk(line: str, *, nested: bool = False) -> list[SimpleCommand]:
     return walker.out
 
 
-_TRIGGER = re.compile(rb"`|\$[({\[]|[<>]\(")
-_SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution", "expansion", "arithmetic_expansion"})
-_INERT = frozenset({"raw_string", "ansi_c_string", "comment"})
-
-
-def unseen_substitution(root: Node, src: bytes) -> str | None:
-    """A `$(`, backtick, `${`, `$[` or `<(` that tree-sitter-bash did not parse as one (it reads some
-    contexts, such as backticks in a here-document or a `${x#pattern}`, as plain text): fail closed."""
-    if not _TRIGGER.search(src):
-        return None
-    starts: set[int] = set()
-    inert: list[tuple[int, int]] = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        kind = node.type
-        if kind in _SUBSTITUTIONS:
-            starts.add(node.start_byte)
-            if src[node.start_byte:node.start_byte + 1] == b"`":
-                starts.add(node.end_byte - 1)
-        elif kind in _INERT or (kind == "heredoc_redirect" and _quoted_heredoc(node, src)):
-            inert.append((node.start_byte, node.end_byte))
-            continue
-        elif kind == "heredoc_body" or kind == "regex":
-            inert.append((node.start_byte, node.end_byte))  # walked again as a string by the walker
-        stack.extend(node.children)
-    for m in _TRIGGER.finditer(src):
-        pos = m.start()
-        if pos in starts or any(a <= pos < b for a, b in inert):
-            continue
-        backslashes = len(src[:pos]) - len(src[:pos].rstrip(b"\\"))
-        if backslashes % 2:
-            continue
-        if src[pos:pos + 1] in (b"<", b">") and pos + 1 in starts:
-            continue
-        return f"tree-sitter-bash does not read {src[pos:pos + 2].decode(errors='replace')!r} at offset {pos} " \
-               "as a substitution, so what it runs cannot be checked"
-    return None
-
-
-def _quoted_heredoc(node: Node, src: bytes) -> bool:
-    start = next((c for c in node.children if c.type == "heredoc_start"), None)
-    return start is not None and any(q in src[start.start_byte:start.end_byte] for q in (b"'", b'"', b"\\"))
-
-
-def _error_where(root: Node, src: bytes) -> str:
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node.is_missing:
-            return f"{node.type!r} is missing at offset {node.start_byte}"
-        if node.type == "ERROR":
-            text = src[node.start_byte:node.end_byte].decode("utf-8", "replace")
-            return f"bash syntax error near {text[:40]!r} at offset {node.start_byte}"
-        stack.extend(reversed([c for c in node.children if c.has_error or c.is_missing]))
-    return "bash syntax error"
-
-
-def resolve(cwd: str, path: str) -> str:
-    """A directory or file path -> workspace-relative (`.`, `src/x`), absolute outside it, or ANY."""
-    if cwd == ANY and not path.startswith("/"):
-        return ANY
-    base = WORKSPACE if cwd == "." else (cwd if cwd.startswith("/") else f"{WORKSPACE}/{cwd}")
-    full = posixpath.normpath(posixpath.join(base, path))
-    full = "/" + full.lstrip("/")
-    if full == WORKSPACE:
-        return "."
-    if full.startswith(WORKSPACE + "/"):
-        return full[len(WORKSPACE) + 1:]
-    return full
-
-
-class Walker(Values):
+class Walker(Builtins):
     def __init__(self, src: bytes, facts: Facts, out: list[SimpleCommand]) -> None:
         self.src = src
         self.facts = facts
@@ -174,7 +87,7 @@ class Walker(Values):
     def arith_text(self, text: str) -> None:
         """Arithmetic given as text (`let`, a subscript in a string, an operand of `[[ -eq ]]`)."""
         src = f"(({text}))".encode("utf-8", "surrogateescape")
-        tree = _PARSER.parse(src)
+        tree = PARSER.parse(src)
         if tree.root_node.has_error:
             self.arith_use(Arith(dynamic=f"the arithmetic {text!r} cannot be parsed"))
             return
@@ -185,7 +98,7 @@ class Walker(Values):
 
     def sub_script(self, text: str) -> None:
         src = text.encode("utf-8", "surrogateescape")
-        tree = _PARSER.parse(src)
+        tree = PARSER.parse(src)
         if tree.root_node.has_error:
             self.flag(f"cannot read {text[:40]!r} as bash would")
             return
@@ -203,7 +116,7 @@ class Walker(Values):
             return '\\\\\\"' if m.group(1) == '"' else m.group(0)
 
         src = (': "' + re.sub(r'\\(.)|"', requote, text, flags=re.DOTALL) + '"').encode("utf-8", "surrogateescape")
-        tree = _PARSER.parse(src)
+        tree = PARSER.parse(src)
         command = tree.root_node.named_children[0] if tree.root_node.named_children else None
         args = command.children_by_field_name("argument") if command is not None else []
         if tree.root_node.has_error or len(args) != 1:
@@ -211,7 +124,7 @@ class Walker(Values):
             return Word("\x00", text, glob=ANY)
         sub = Walker(src, self.facts, self.out)
         sub.current, sub.cwds = self.current, self.cwds
-        word = sub._word_or_flag(args)
+        word = sub.word_or_flag(args)
         missed = unseen_substitution(tree.root_node, src)
         if missed is not None:
             self.flag(missed)
@@ -261,7 +174,7 @@ class Walker(Values):
                 self.statement(child, subshell=True)
         elif kind == "compound_statement":
             if node.children and node.children[0].type == "((":
-                self._holder(node)
+                self.holder(node)
                 self.arith_use(self.arith_nodes(node.named_children))
             else:
                 for child in node.named_children:
@@ -271,7 +184,7 @@ class Walker(Values):
         elif kind == "redirected_statement":
             self._redirected(node)
         elif kind in ("variable_assignment", "variable_assignments"):
-            self._holder(node)
+            self.holder(node)
             nodes = [node] if kind == "variable_assignment" else node.named_children
             for child in nodes:
                 self.assignment(child)
@@ -284,7 +197,7 @@ class Walker(Values):
         elif kind == "for_statement":
             self._for(node)
         elif kind == "c_style_for_statement":
-            self._holder(node)
+            self.holder(node)
             for field in ("initializer", "condition", "update"):
                 parts = node.children_by_field_name(field)
                 if parts:
@@ -298,10 +211,10 @@ class Walker(Values):
             if redirects:
                 self._redirect_only(node, redirects)
         else:
-            self._holder(node)
+            self.holder(node)
             self.flag(f"unsupported syntax ({kind})")
 
-    def _holder(self, node: Node) -> SimpleCommand:
+    def holder(self, node: Node) -> SimpleCommand:
         """A command with no words, for what a compound command evaluates itself."""
         sc = SimpleCommand([], cwds=self.cwds, display=self.text(node))
         self.out.append(sc)
@@ -314,9 +227,9 @@ class Walker(Values):
             self.statement(body, subshell=False)
 
     def _for(self, node: Node) -> None:
-        self._holder(node)
+        self.holder(node)
         values = node.children_by_field_name("value")
-        words = [self._word_or_flag(group) for group in self._groups(values)]
+        words = [self.word_or_flag(group) for group in self.groups(values)]
         var = node.child_by_field_name("variable")
         if var is not None:
             literal = bool(values) and all(w.known and INTEGER.fullmatch(w.text) for w in words)
@@ -325,28 +238,28 @@ class Walker(Values):
         self._body(node)
 
     def _case(self, node: Node) -> None:
-        holder = self._holder(node)
+        holder = self.holder(node)
         value = node.child_by_field_name("value")
         if value is not None:
-            self._word_or_flag([value])
+            self.word_or_flag([value])
         for item in node.named_children:
             if item.type != "case_item":
                 continue
             self.current = holder
             for pattern in item.children_by_field_name("value"):
-                self._word_or_flag([pattern])
+                self.word_or_flag([pattern])
             for child in item.named_children:
                 if child not in item.children_by_field_name("value"):
                     self.statement(child, subshell=False)
 
-    def _word_or_flag(self, nodes: list[Node]) -> Word:
+    def word_or_flag(self, nodes: list[Node]) -> Word:
         try:
             return self.word(nodes)
         except Unknown as exc:
             self.flag(str(exc))
             return Word("\x00", self.between(nodes[0].start_byte, nodes[-1].end_byte), may_vanish=True, glob=ANY)
 
-    def _groups(self, nodes: list[Node]) -> list[list[Node]]:
+    def groups(self, nodes: list[Node]) -> list[list[Node]]:
         """Adjacent sibling nodes form one shell word (tree-sitter splits `$"x"`, `a\\<newline>b`)."""
         groups: list[list[Node]] = []
         for node in nodes:
@@ -376,7 +289,7 @@ class Walker(Values):
                     self.statement(child, subshell=False)
 
     def _redirect_only(self, node: Node, redirects: list[Node]) -> None:
-        sc = self._holder(node)
+        sc = self.holder(node)
         sc.redirects.extend(self.redirect(r) for r in redirects)
 
     def redirect(self, node: Node) -> Redirect:
@@ -385,14 +298,14 @@ class Walker(Values):
         fd = self.text(fd_node) if fd_node is not None else None
         if node.type == "herestring_redirect":
             parts = [c for c in node.named_children]
-            word = self._word_or_flag(parts) if parts else Word("", "")
+            word = self.word_or_flag(parts) if parts else Word("", "")
             return Redirect("<<<", word, word.text + "\n" if word.known else None, fd)
         if node.type == "heredoc_redirect":
             return self._heredoc(node, op, fd)
         dest = node.children_by_field_name("destination")
         if not dest:
             return Redirect(op, None, None, fd)
-        target = self._word_or_flag(dest)
+        target = self.word_or_flag(dest)
         if op in (">&", "<&") and (target.text.isdigit() or target.text == "-"):
             return Redirect(op + "fd", target, None, fd)
         return Redirect(op, target, None, fd)
@@ -435,14 +348,14 @@ class Walker(Values):
                 redirect_nodes.append(child)
             else:
                 word_nodes.append(child)
-        groups = self._groups(word_nodes)
+        groups = self.groups(word_nodes)
         all_redirects = redirect_nodes + (extra_redirects or [])
         if groups and all_redirects and re.fullmatch(r"\{[A-Za-z_][A-Za-z0-9_]*\}", self.text(groups[-1][-1])) \
                 and groups[-1][-1].end_byte == min(r.start_byte for r in all_redirects):
             self.facts.assign(self.text(groups.pop()[-1])[1:-1], safe=True)  # {fd}>file: a number
         for a in assigns:
             self.assignment(a, into=sc)
-        sc.words = [self._word_or_flag(g) for g in groups]
+        sc.words = [self.word_or_flag(g) for g in groups]
         sc.redirects = [self.redirect(r) for r in all_redirects]
         self.current = sc
         self.out.append(sc)
@@ -466,11 +379,11 @@ class Walker(Values):
             value = Word("", "")
         elif value_node.type == "array":
             for element in value_node.named_children:
-                self._word_or_flag([element])
+                self.word_or_flag([element])
             value = Word("\x00", self.text(value_node), glob=ANY)
         else:
             siblings = [c for c in node.children if c.start_byte >= value_node.start_byte and c.is_named]
-            value = self._word_or_flag(siblings)
+            value = self.word_or_flag(siblings)
         safe = op == "=" and name_node.type != "subscript" and value.known and (
             value.text == "" or bool(INTEGER.fullmatch(value.text)))
         deps: set[str] | None = None
@@ -482,172 +395,4 @@ class Walker(Values):
             into.assignments.append((name, value))
         return name, value
 
-    def declaration(self, node: Node) -> None:
-        keyword = node.children[0].type
-        sc = SimpleCommand([Word(keyword, keyword)], cwds=self.cwds, display=self.text(node))
-        self.current = sc
-        for child in node.children[1:]:
-            if not child.is_named:
-                continue
-            if child.type == "variable_assignment":
-                name, value = self.assignment(child)
-                sc.words.append(Word(f"{name}={value.text}", self.text(child), may_vanish=False, glob=value.glob))
-                continue
-            if child.type == "variable_name":
-                if keyword in ("local", "declare", "typeset"):
-                    self.assign(self.text(child), safe=True)
-                sc.words.append(Word(self.text(child), self.text(child)))
-                continue
-            word = self._word_or_flag([child])
-            sc.words.append(word)
-            if word.known and word.text.startswith(("-", "+")):
-                if word.text.startswith("-") and set(word.text[1:]) & set("in"):
-                    self.flag(f"`{keyword} {word.text}` makes later assignments run arithmetic or follow names")
-                continue
-            self._name_argument(word, keyword)
-        self.current = sc
-        self.out.append(sc)
-
-    def _name_argument(self, word: Word, what: str, *, assigns: bool = True) -> None:
-        """An argument naming a variable (`NAME`, `NAME=value`, `a[subscript]`): the subscript is arithmetic."""
-        if not word.known:
-            self.flag(f"`{what}` names a variable computed at run time (its subscript could run a command)")
-            return
-        m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(\[(.*?)\])?(\+?=(.*))?$", word.text, re.DOTALL)
-        if m is None:
-            return  # not a valid name: bash refuses it
-        if m.group(2) is not None and m.group(3) not in ("@", "*"):
-            self.arith_text(m.group(3))
-        if assigns:
-            value = m.group(5)
-            literal = value is not None and bool(INTEGER.fullmatch(value) or value == "")
-            self.assign(m.group(1), safe=literal and m.group(2) is None,
-                        value=Word(value, value) if value is not None else None)
-
-    def unset(self, node: Node) -> None:
-        keyword = node.children[0].type
-        sc = SimpleCommand([Word(keyword, keyword)], cwds=self.cwds, display=self.text(node))
-        self.current = sc
-        for group in self._groups([c for c in node.children[1:] if c.is_named]):
-            word = self._word_or_flag(group)
-            sc.words.append(word)
-            if not (word.known and word.text.startswith("-")):
-                self._name_argument(word, keyword, assigns=False)
-        self.current = sc
-        self.out.append(sc)
-
-    def test(self, node: Node) -> None:
-        double = node.children[0].type == "[["
-        sc = self._holder(node)
-        for child in node.children:
-            self._test_expr(child, double, sc)
-
-    def _test_expr(self, node: Node, double: bool, sc: SimpleCommand) -> None:
-        """`[[ ]]` adds no words (it runs nothing); `[ ]` is the `[` command with its words in order."""
-        kind = node.type
-        if kind in ("binary_expression", "unary_expression", "parenthesized_expression"):
-            ops = [self.text(c) for c in node.children if c.type == "test_operator" or not c.is_named]
-            operands = [c for c in node.named_children if c.type != "test_operator"]
-            if double and any(o in ("-eq", "-ne", "-lt", "-le", "-gt", "-ge") for o in ops):
-                for operand in operands:
-                    if operand.type in ("word", "number"):
-                        self.arith_text(self.text(operand))
-                    else:
-                        self.arith_use(self.arith_nodes([operand]))
-                return
-            if "-v" in ops and operands:
-                self._name_argument(self._word_or_flag([operands[-1]]), "-v", assigns=False)
-            for child in node.children:
-                self._test_expr(child, double, sc)
-            return
-        if kind == "regex" or kind == "comment":
-            return
-        if kind == "test_operator" or not node.is_named:
-            if not double:
-                sc.words.append(Word(self.text(node), self.text(node)))
-            return
-        word = self._word_or_flag([node])
-        if not double:
-            sc.words.append(word)
-
-    # ------------------------------------------------------------------ builtins with side effects
-
-    def _builtin(self, sc: SimpleCommand) -> None:
-        words = sc.words
-        i = 0
-        while i < len(words) and words[i].known and words[i].text in ("command", "builtin"):
-            i += 1
-            while i < len(words) and words[i].known and words[i].text.startswith("-") and words[i].text != "--":
-                i += 1
-        if i >= len(words) or not words[i].known:
-            return
-        name, args = posixpath.basename(words[i].text), words[i + 1:]
-        if name in _NAME_ASSIGNERS:
-            for word in _operands(args, _NAME_ASSIGNERS[name]):
-                self._name_argument(word, name)
-            self.assign("REPLY" if name == "read" else "MAPFILE", safe=False)
-        elif name == "printf":
-            for k, w in enumerate(args[:-1]):
-                if w.known and w.text == "-v":
-                    self._name_argument(args[k + 1], "printf -v")
-                    self.facts.unsafe.add(args[k + 1].text.split("[", 1)[0])
-        elif name in ("getopts", "wait"):
-            if name == "getopts" and len(args) >= 2:
-                self._name_argument(args[1], name)
-                self.facts.unsafe.add(args[1].text)
-            for k, w in enumerate(args[:-1]):
-                if name == "wait" and w.known and w.text == "-p":
-                    self._name_argument(args[k + 1], "wait -p")
-        elif name == "let":
-            for w in args:
-                if not w.known:
-                    self.flag("`let` evaluates arithmetic computed at run time")
-                else:
-                    self.arith_text(w.text)
-        elif name == "test":
-            for k, w in enumerate(args[:-1]):
-                if w.known and w.text == "-v":
-                    self._name_argument(args[k + 1], "test -v", assigns=False)
-        elif name in ("eval", "source", "."):
-            self.facts.opaque = name
-        elif name in ("cd", "pushd", "popd"):
-            self._navigate(sc, name, args)
-
-    def _navigate(self, sc: SimpleCommand, name: str, args: list[Word]) -> None:
-        operands = [a for a in args if not (a.known and re.fullmatch(r"-[LPe@]+", a.text))]
-        if operands and operands[0].known and operands[0].text == "--":
-            operands = operands[1:]
-        if name == "popd" or (name == "pushd" and (not operands or re.fullmatch(r"[+-]\d+", operands[0].text))):
-            sc.navigation = True  # back to a directory this line already went to (or failed)
-            return
-        if name == "cd" and operands and operands[0].text == "-":
-            sc.navigation = True
-            return
-        if not operands or not operands[0].known:
-            self.cwds = self.cwds | {ANY}
-            return
-        targets = {resolve(cwd, operands[0].text) for cwd in self.cwds}
-        sc.navigation = all(t != ANY and not t.startswith("/") for t in targets)
-        cwds = self.cwds | targets
-        self.cwds = cwds if len(cwds) <= MAX_CWDS else frozenset({ANY})
-        self.current = sc
-
-
-def _operands(args: list[Word], with_value: str) -> list[Word]:
-    out: list[Word] = []
-    i = 0
-    while i < len(args):
-        w = args[i]
-        if w.known and w.text.startswith("-") and w.text != "-" and not out:
-            if w.text == "--":
-                out.extend(args[i + 1:])
-                break
-            if w.text[-1] in with_value:
-                i += 1
-        else:
-            out.append(w)
-        i += 1
-    return out
-
-
-__all__ = ["IDENT", "ShellSyntaxError", "resolve", "walk"]
+__all__ = ["ShellSyntaxError", "Walker", "walk"]

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from runner.policy.script import Word
+from runner.policy.script import CODE_VARIABLES, COMMAND_VARIABLES, Word
 from runner.policy.values import Unknown
-from runner.policy.walker import CODE_VARIABLES, COMMAND_VARIABLES
 
 ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
