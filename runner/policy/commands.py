@@ -248,7 +248,12 @@ def _git_options(args: list[Word]) -> None:
 
 
 def _file_writes(name: str, args: list[Word], sc: SimpleCommand, writes: list[Target]) -> None:
-    if name in ("cp", "install", "ln"):  # they write the last operand (or -t DIR), maybe a directory
+    if name == "ln":  # a link to a denied directory would let later writes through: every operand counts
+        for w in args:
+            if not (w.known and w.text.startswith("-")):
+                writes.append(Target(w, sc.cwds, directory=True))
+        return
+    if name in ("cp", "install"):  # they write the last operand (or -t DIR), maybe a directory
         operands = [w for w in args if not (w.known and w.text.startswith("-"))]
         for k, w in enumerate(args):
             if w.known and w.text in ("-t", "--target-directory") and k + 1 < len(args):

@@ -145,8 +145,7 @@ class Values:
                 self.sub_script(unescaped)
                 return
         if kind in ("command_substitution", "process_substitution"):
-            for child in node.named_children:
-                self.statement(child, subshell=True)
+            self.statement(node, subshell=False)  # the walker gives it its own directory scope
         elif kind == "arithmetic_expansion":
             self.arith_use(self.arith_nodes(node.named_children))
         elif kind == "expansion":

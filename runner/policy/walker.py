@@ -169,9 +169,11 @@ class Walker(Builtins):
         if kind in _CONTAINERS:
             for child in node.named_children:
                 self.statement(child, subshell=False)
-        elif kind == "subshell":
+        elif kind in ("subshell", "command_substitution", "process_substitution"):
+            saved, outer = self.cwds, self.current  # one scope: a `cd` inside holds until its end
             for child in node.named_children:
-                self.statement(child, subshell=True)
+                self.statement(child, subshell=False)
+            self.cwds, self.current = saved, outer
         elif kind == "compound_statement":
             if node.children and node.children[0].type == "((":
                 self.holder(node)
