@@ -67,6 +67,7 @@ class FilePattern:
         text = pattern.strip()
         stripped = text.rstrip("/") or text
         self.text = stripped
+        self.anchored = "/" in stripped
         self.spec = GitIgnoreSpec.from_lines([stripped])
         if not self.spec.patterns or not any(p.include for p in self.spec.patterns):
             raise ValueError(f"{pattern!r} matches nothing")

@@ -225,7 +225,10 @@ def _append_components(nfa: Nfa, comps: list[str]) -> None:
 
 def may_match(pattern: FilePattern, word: Word, cwds: frozenset[str], *, directory: bool = False) -> bool:
     """Might `word`, written from one of `cwds`, name a path `pattern` covers (or, for a directory,
-    a path inside it)?"""
+    a path inside it)? "Inside" counts for anchored patterns only (`.github/workflows/**` is inside
+    `.github`): an unanchored name such as `.git` could be inside any directory, and `rm -r build`
+    is not taken as a write to a `.git` that might be nested in it."""
+    directory = directory and pattern.anchored
     if word.known and ANY not in cwds and not directory:
         paths = {normalise(resolve(cwd, word.text)) for cwd in cwds}
         return any(p is not None and pattern.matches(p) for p in paths)

@@ -151,6 +151,8 @@ STILL_ALLOWED = [
     "git log --oneline | head",
     "GIT_PAGER=cat git log",
     "rm -rf build .github/CODEOWNERS",
+    "mv src/pkg/old.py src/pkg/new.py",
+    "sed -i.bak -e 's/a/b/g' src/*.py && rm -f src/*.bak",
     "cat <<'EOF' > tests/test_x.py\nx = 1\nEOF",
 ]
 
