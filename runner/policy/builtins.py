@@ -17,7 +17,7 @@ from runner.policy.script import ANY, Facts, SimpleCommand, Word
 from runner.policy.values import INTEGER, Values
 
 MAX_CWDS = 8
-# Builtins that assign the variables named in their arguments: (options taking a value, how names are found).
+# Builtins that assign the variables named in their operands -> their options that take a value.
 _NAME_ASSIGNERS = {"read": "dinNptu", "mapfile": "CcdnOsu", "readarray": "CcdnOsu"}
 
 

@@ -207,6 +207,9 @@ class Policy:
         except ShellSyntaxError as exc:
             return Deny(None, f"the command line cannot be parsed ({exc}), so it was not run; "
                               "simplify it (balanced quotes and parentheses, no NUL)")
+        except Exception as exc:  # a bug in the walker must refuse the line, never let it through
+            return Deny(None, f"the command line could not be analysed ({type(exc).__name__}), so it was not run; "
+                              "simplify it")
         return self.bash_verdicts(analysis, deny, allow)[1]
 
     def bash_verdicts(self, analysis: Analysis, deny: list[Rule] | None = None,

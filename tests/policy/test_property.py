@@ -19,6 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.policy import Allow, Deny, Policy
+from runner.policy.commands import analyse
+from runner.policy.paths import FilePattern
+from runner.policy.script import ShellSyntaxError, Word
+from runner.policy.targets import may_match
 from runner.task import PolicySpec
 
 POLICY = Policy.from_spec(PolicySpec(
@@ -130,10 +134,6 @@ def test_allowed_random_lines_never_run_the_denied_command(tmp_path_factory: pyt
 
 # ------------------------------------------------------------------ run-time write targets
 
-from runner.policy.paths import FilePattern  # noqa: E402
-from runner.policy.script import Word  # noqa: E402
-from runner.policy.targets import may_match  # noqa: E402
-
 PARTS = ["src", ".github", "workflows", "a.py", "*.py", "*", "**", "x?", "[ab]", "ci.yml", ".git", "b"]
 PATH_PARTS = ["src", ".github", "workflows", "a.py", "ci.yml", ".git", "b", "x1", "a", "deep"]
 
@@ -150,3 +150,18 @@ def test_the_run_time_check_covers_what_pathspec_matches(parts: list[str], ancho
         glob = Word("\x00", "$X/" + text, glob="\x01/" + text)
         assert may_match(pattern, glob, frozenset({"."})), (pattern.text, text)
         assert may_match(pattern, Word(text, text), frozenset({"."}), directory=True), (pattern.text, text)
+
+
+TOKENS = [*"ab;&|()<>{}[]$`'\"\\\n\t *?!#=-~/.,0123@:%^+", "$(", "${", "<<", "<<E\n", "\nE\n", "$'", "((", "))",
+          "$((", "touch ", "eval ", "bash -c ", "case ", " in ", "esac", "for ", "do ", "done", "[[ ", " ]]", "<(",
+          "cd ", "x=", "@P}", "[$(", ")]"]
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=30).map("".join))
+def test_random_text_never_raises(line: str) -> None:
+    """Whatever the text, the analysis answers or says it cannot parse it (Policy.check would also
+    refuse a line on any other exception, but that would hide a bug: none may happen)."""
+    with contextlib.suppress(ShellSyntaxError):
+        analyse(line)
+    assert isinstance(POLICY.check("bash", {"command": line}), Allow | Deny)
