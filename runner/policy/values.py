@@ -278,6 +278,9 @@ def _unquoted_literal(text: str, out: list[_Seg]) -> None:
     buf: list[str] = []
     while i < n:
         c = text[i]
+        if c in " \t\n":  # a blank ends a word in bash: tree-sitter-bash glued two words (`a\n\\b`)
+            raise Unknown("tree-sitter-bash read a blank as part of a word, so the line is not read as bash "
+                          "reads it")
         if c == "\\":
             if text.startswith("\n", i + 1):
                 i += 2

@@ -71,8 +71,10 @@ HIDDEN_CODE = [
     "git -c alias.p=push p",
     "fc -s",
     "$CMD",
-    # tree-sitter-bash reads these substitutions as text: refused rather than trusted
+    # tree-sitter-bash misreads these: refused rather than trusted
     "echo ${x:-`touch P`}",
+    "echo a\n\n\\touch P",
+    "echo a\n\\touch P",
 ]
 
 
