@@ -37,7 +37,6 @@ SECRET_ENV = (
 """Variables whose whole value is a secret (redacted from every output)."""
 _ADC_SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token", "access_token")
 _REQUEST_SECRET_HEADERS = ("authorization", "x-api-key", "x-amz-security-token", "x-goog-api-key")
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 def is_provider_secret_var(name: str) -> bool:

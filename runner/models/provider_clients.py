@@ -22,6 +22,8 @@ from runner.models.providers import Provider, Target, aws_region, resolve
 
 __all__ = ["Client", "OnSecret", "make_client"]
 
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
 
 # -- clients ------------------------------------------------------------------------------------------
 @dataclass
@@ -85,7 +87,7 @@ def _build(provider: Provider, target: Target, *, api_key: str | None, base_url:
         from anthropic.lib.vertex import AsyncAnthropicVertex
 
         project = os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID")
-        kwargs: dict[str, Any] = {"project_id": project} if project else {}
+        kwargs: dict[str, Any] = {"project_id": project, "credentials": _google_credentials()} if project else {}
         return AsyncAnthropicVertex(region=os.environ["CLOUD_ML_REGION"], base_url=base_url, **kwargs, **common)
     key = api_key or os.environ.get("ANTHROPIC_API_KEY")
     token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
@@ -97,3 +99,16 @@ def _build(provider: Provider, target: Target, *, api_key: str | None, base_url:
     if key:
         return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, **common)
     return anthropic.AsyncAnthropic(auth_token=token, base_url=base_url, **common)
+
+
+def _google_credentials() -> Any:
+    """Application-default credentials, scoped for Vertex, with no token minted yet (the SDK
+    refreshes them on the first request, in a thread). Loaded here rather than by the SDK because
+    its `google.auth.default(scopes=...)` asks Cloud Resource Manager for the project of a
+    workload identity pool when GOOGLE_CLOUD_PROJECT is unset, although the project is known."""
+    import google.auth
+    import google.auth.credentials
+
+    credentials, _ = google.auth.default()
+    return google.auth.credentials.with_scopes_if_required(  # type: ignore[no-untyped-call]
+        credentials, [CLOUD_PLATFORM_SCOPE])

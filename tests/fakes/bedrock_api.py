@@ -210,4 +210,4 @@ def _validate_mantle(call: Call) -> None:
         raise RequestInvalid(400, "anthropic-version: header is required")
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         raise RequestInvalid(400, "model: Field required")
-    validate_body({k: v for k, v in body.items() if k != "model"} | {"anthropic_version": "x"}, version="x")
+    validate_body({k: v for k, v in body.items() if k != "model"} | {"anthropic_version": "header"}, version=None)

@@ -42,12 +42,12 @@ class Call:
     status: int = 0
 
 
-def validate_body(body: Any, *, version: str) -> None:
+def validate_body(body: Any, *, version: str | None) -> None:
     """A Messages request as a platform receives it: no `model` (it is in the URL), the API
-    version in the body, and otherwise what the Messages API checks."""
+    version in the body (`version`, or any when None), and otherwise what the Messages API checks."""
     if not isinstance(body, dict):
         raise RequestInvalid(400, "The request body is not valid JSON.")
-    if body.get("anthropic_version") != version:
+    if not body.get("anthropic_version") or (version is not None and body["anthropic_version"] != version):
         raise RequestInvalid(400, f"anthropic_version: expected {version!r}, got {body.get('anthropic_version')!r}")
     if "model" in body:
         raise RequestInvalid(400, "model: Extra inputs are not permitted (the model is named in the URL)")
