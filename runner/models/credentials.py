@@ -52,7 +52,7 @@ def check_credentials(provider: Provider) -> list[str]:
         return _check_google()
     if _env("ANTHROPIC_API_KEY") or _env("ANTHROPIC_AUTH_TOKEN"):
         return []
-    return ["no credential for provider anthropic: set ANTHROPIC_API_KEY, or ANTHROPIC_AUTH_TOKEN (a bearer "
+    return ["no credential for the Claude API: set ANTHROPIC_API_KEY, or ANTHROPIC_AUTH_TOKEN (a bearer "
             "token, e.g. for a gateway or a local server at ANTHROPIC_BASE_URL); or choose provider bedrock "
             "or vertex"]
 
@@ -60,22 +60,22 @@ def check_credentials(provider: Provider) -> list[str]:
 def _check_aws() -> list[str]:
     found = []
     if not aws_region():
-        found.append("provider bedrock needs an AWS region: set AWS_REGION (or AWS_DEFAULT_REGION, or a region "
-                     "in the AWS profile)")
+        found.append("no AWS region for bedrock: set AWS_REGION (or AWS_DEFAULT_REGION, or a region in the AWS "
+                     "profile)")
     if _env("AWS_BEARER_TOKEN_BEDROCK"):  # a Bedrock API key: no AWS credentials needed
         return found
     try:
         import boto3
         import botocore.exceptions
     except ImportError:
-        return [*found, "provider bedrock needs boto3: pip install 'anthropic[bedrock]'"]
+        return [*found, "bedrock needs boto3: pip install 'anthropic[bedrock]'"]
     try:
         # The chain the SDK signs with; it resolves lazily, so web identity costs no STS call here.
         credentials = boto3.Session(profile_name=_env("AWS_PROFILE")).get_credentials()
     except botocore.exceptions.BotoCoreError as exc:
-        return [*found, f"provider bedrock: AWS credentials cannot be loaded: {exc}"]
+        return [*found, f"AWS credentials for bedrock cannot be loaded: {exc}"]
     if credentials is None:
-        found.append("provider bedrock found no AWS credentials: set AWS_ACCESS_KEY_ID and "
+        found.append("no AWS credentials for bedrock: set AWS_ACCESS_KEY_ID and "
                      "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), AWS_PROFILE, or AWS_ROLE_ARN with "
                      "AWS_WEB_IDENTITY_TOKEN_FILE (GitHub OIDC: aws-actions/configure-aws-credentials), "
                      "or AWS_BEARER_TOKEN_BEDROCK")
@@ -85,23 +85,23 @@ def _check_aws() -> list[str]:
 def _check_google() -> list[str]:
     found = []
     if not _env("CLOUD_ML_REGION"):
-        found.append("provider vertex needs a region: set CLOUD_ML_REGION (e.g. global or us-east5)")
+        found.append("no Vertex AI region: set CLOUD_ML_REGION (e.g. global or us-east5)")
     try:
         import google.auth
         import google.auth.exceptions
     except ImportError:
-        return [*found, "provider vertex needs google-auth: pip install 'anthropic[vertex]'"]
+        return [*found, "vertex needs google-auth: pip install 'anthropic[vertex]'"]
     try:
         # Without scopes: no token is minted and no project lookup is made (no network), except
         # the metadata-server probe that finds a GCE / GKE / Cloud Run identity.
         _, project = google.auth.default()
     except google.auth.exceptions.GoogleAuthError as exc:
         first = str(exc).split(". ", 1)[0]
-        return [*found, f"provider vertex found no Google application-default credentials ({first}): set "
+        return [*found, f"no Google application-default credentials for vertex ({first}): set "
                         "GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth application-default login`, or use "
                         "workload identity (GitHub OIDC: google-github-actions/auth)"]
     if not (_env("ANTHROPIC_VERTEX_PROJECT_ID") or project):
-        found.append("provider vertex needs a Google Cloud project: set ANTHROPIC_VERTEX_PROJECT_ID")
+        found.append("no Google Cloud project for vertex: set ANTHROPIC_VERTEX_PROJECT_ID")
     return found
 
 
