@@ -138,7 +138,18 @@ def _adc_file_secrets() -> list[str]:
             info = json.load(f)
     except (OSError, ValueError):
         return []
-    return [str(info[k]) for k in _ADC_SECRET_FIELDS if isinstance(info, dict) and isinstance(info.get(k), str)]
+    if not isinstance(info, dict):
+        return []
+    found = [str(info[k]) for k in _ADC_SECRET_FIELDS if isinstance(info.get(k), str)]
+    source = info.get("credential_source")
+    token_file = source.get("file") if isinstance(source, dict) else None
+    if isinstance(token_file, str):  # workload identity: the OIDC token it exchanges
+        try:
+            with open(token_file, encoding="utf-8") as f:
+                found.append(f.read().strip())
+        except OSError:
+            pass
+    return found
 
 
 def request_secrets(headers: Mapping[str, str]) -> list[str]:

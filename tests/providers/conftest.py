@@ -37,6 +37,9 @@ def _no_cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
     monkeypatch.setattr(gce_metadata, "_NO_GCE_CHECK", True)  # read at its import: set it whatever the order
     import anthropic._base_client
+    import anthropic.lib.aws._auth
+
+    anthropic.lib.aws._auth._get_session.cache_clear()  # the SDK keeps one boto3 session per process
 
     monkeypatch.setattr(anthropic._base_client, "INITIAL_RETRY_DELAY", 0.01)
     monkeypatch.setattr(anthropic._base_client, "MAX_RETRY_DELAY", 0.02)
