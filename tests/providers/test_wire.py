@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from runner.errors import ModelAPIError
-from runner.models.base import Message, ModelCallFailed, ModelRequest, TextBlock, ToolSpec, ToolUse
+from runner.models.base import Message, ModelRequest, TextBlock, ToolSpec, ToolUse
 from runner.models.platform_model import PlatformModel, make_api_model
-from runner.models.pricing import load_prices
 from tests.fakes.bedrock_api import RUNTIME_VERSION, FakeBedrock, chunk_frame, frame
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.fakes.vertex_api import FakeVertex
@@ -75,7 +74,7 @@ def test_frames_decode_with_botocore_and_their_crcs_are_checked() -> None:
     messages = list(buf)
     assert [m.headers[":event-type"] for m in messages] == ["chunk", "x"]
     assert json.loads(messages[0].payload)["bytes"]
-    total, headers_len = struct.unpack(">II", data[:8])
+    total, _headers_len = struct.unpack(">II", data[:8])
     assert struct.unpack(">I", data[8:12])[0] == binascii.crc32(data[:8])
     broken = bytearray(data[:total])
     broken[-5] ^= 1  # one bit of the payload
