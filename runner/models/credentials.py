@@ -142,6 +142,9 @@ def _adc_file_secrets() -> list[str]:
         return []
     found = [str(info[k]) for k in _ADC_SECRET_FIELDS if isinstance(info.get(k), str)]
     source = info.get("credential_source")
+    if isinstance(source, dict) and isinstance(source.get("headers"), dict):  # e.g. GitHub's OIDC request token
+        found += [str(v) for v in source["headers"].values()]
+        found += [str(v).partition(" ")[2] for v in source["headers"].values() if " " in str(v)]
     token_file = source.get("file") if isinstance(source, dict) else None
     if isinstance(token_file, str):  # workload identity: the OIDC token it exchanges
         try:
