@@ -256,6 +256,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
                            prices=ctx.prices, on_secret=ctx.redactor.add)
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
+    if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
+        emit(Note(f"model {target.model} on {target.provider}: {target.wire_id} ({target.platform})"))
     await _start_sandbox(ctx, emit, env)
     assert ctx.sandbox is not None
     tools = ToolRegistry.builtin()

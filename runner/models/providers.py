@@ -46,6 +46,8 @@ class ModelEntry:
     bedrock_endpoint: Literal["runtime", "mantle"]
     bedrock_profiles: tuple[str, ...]
     vertex_id: str | None
+    context_windows: dict[str, int]
+    """Per provider, where its context window differs from the model's own (tokens)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def _parse(data: dict[str, Any]) -> ProviderData:
             bedrock_endpoint=bedrock.get("endpoint", "runtime"),
             bedrock_profiles=tuple(bedrock.get("profiles", ())),
             vertex_id=(entry.get("vertex") or {}).get("id"),
+            context_windows={p: int(entry[p]["context_window"]) for p in ("bedrock", "vertex")
+                             if isinstance(entry.get(p), dict) and "context_window" in entry[p]},
         )
     features = {name: frozenset(p["features"]) for name, p in data["platforms"].items()}
     unknown = sorted({f for fs in features.values() for f in fs} - set(FEATURES))
@@ -201,6 +205,13 @@ def aws_region() -> str | None:
         return str(region) if region else None
     except (ImportError, botocore.exceptions.BotoCoreError):
         return None
+
+
+def platform_context_window(provider: Provider, model: str) -> int | None:
+    """The context window of `model` on `provider` where it differs from the model's own; None:
+    the model's own applies (the per-model data of runner/models)."""
+    entry = load().models.get(resolve(provider, model, region="").model)
+    return entry.context_windows.get(provider) if entry is not None else None
 
 
 # -- features ---------------------------------------------------------------------------------------

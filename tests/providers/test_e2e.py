@@ -128,6 +128,8 @@ def test_demo_fix_on_bedrock_mantle(tmp_path: Path) -> None:
         proc = run_cli(task, bedrock_env(tmp_path, aws))
         paths = {c.path for c in aws.calls}
     assert paths == {"/anthropic/v1/messages"}
+    assert "model claude-sonnet-5-5 on bedrock: anthropic.claude-sonnet-5-5 (bedrock-mantle)" in \
+        (out / "trajectory.jsonl").read_text()
     check_run(aws, proc, out, "claude-sonnet-5-5 (bedrock, regional)", 1.1,
               [SECRET, SESSION, *filter(None, OTHER.values())])
 

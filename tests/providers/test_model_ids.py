@@ -12,6 +12,7 @@ from runner.models.providers import (
     adapt_params,
     add_platform_prices,
     load,
+    platform_context_window,
     platform_features,
     resolve,
 )
@@ -92,6 +93,20 @@ def test_an_unknown_models_price_stays_unknown() -> None:
     target = resolve("vertex", "claude-nonesuch-9", region="us-east5")
     add_platform_prices(prices, target)
     assert prices.price_for(target.price_key) is None
+
+
+def test_context_windows_differ_only_where_the_data_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert platform_context_window("vertex", "claude-sonnet-5-5") is None
+    import json
+    from importlib import resources
+
+    import runner.models.providers as providers
+
+    data = json.loads(resources.files("runner.models").joinpath("providers.json").read_text())
+    data["models"]["claude-sonnet-5-5"]["vertex"]["context_window"] = 200_000
+    monkeypatch.setattr(providers, "load", lambda: providers._parse(data))
+    assert platform_context_window("vertex", "claude-sonnet-5-5") == 200_000
+    assert platform_context_window("bedrock", "anthropic.claude-sonnet-5-5") is None
 
 
 def test_platform_features() -> None:

@@ -165,6 +165,14 @@ async def test_vertex_stream_raw_predict_with_a_workload_identity_token(gcp: Fak
     assert response.usage.cache_creation_input_tokens == 40
 
 
+async def test_vertex_raw_predict_without_streaming(gcp: FakeVertex, models: Any) -> None:
+    gcp._state.script.append({"text": "plain"})
+    model = models("claude-sonnet-5-5", "vertex")
+    message = await model._client.messages.create(**model.build_params(ask()))
+    assert message.content[0].text == "plain"
+    assert gcp.calls[-1].path.endswith("/models/claude-sonnet-5-5:rawPredict")
+
+
 async def test_vertex_with_a_token_it_did_not_issue_is_401(gcp: FakeVertex, models: Any,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     gcp.issued = _Forgetful()  # the fake accepts only tokens it issued: make it forget them
