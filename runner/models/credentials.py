@@ -116,6 +116,7 @@ def credential_values() -> list[str]:
     values = [os.environ[name] for name in SECRET_ENV if os.environ.get(name)]
     values += custom_headers().values()
     values += _adc_file_secrets()
+    values += _file_contents(_env("AWS_WEB_IDENTITY_TOKEN_FILE"))  # the OIDC token a role is assumed with
     return [v for v in values if v]
 
 
@@ -146,13 +147,17 @@ def _adc_file_secrets() -> list[str]:
         found += [str(v) for v in source["headers"].values()]
         found += [str(v).partition(" ")[2] for v in source["headers"].values() if " " in str(v)]
     token_file = source.get("file") if isinstance(source, dict) else None
-    if isinstance(token_file, str):  # workload identity: the OIDC token it exchanges
-        try:
-            with open(token_file, encoding="utf-8") as f:
-                found.append(f.read().strip())
-        except OSError:
-            pass
-    return found
+    return found + _file_contents(token_file if isinstance(token_file, str) else None)  # an OIDC token
+
+
+def _file_contents(path: str | None) -> list[str]:
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [f.read().strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def request_secrets(headers: Mapping[str, str]) -> list[str]:

@@ -16,6 +16,10 @@ Routes, as the SDK's AsyncAnthropicBedrock and AsyncAnthropicBedrockMantle send 
   `bedrock-mantle` service.
 An unsigned or wrongly signed request gets 403 as AWS answers it; an `error: STATUS` turn gets
 AWS's error shape (`x-amzn-ErrorType`, `{"message": ...}`).
+
+It is also the STS of web identity (`AWS_ENDPOINT_URL_STS=aws.base_url`): POST / with
+`Action=AssumeRoleWithWebIdentity` and the OIDC token in `web_identity_token` answers with the
+credentials the Bedrock routes accept (the chain an EKS pod or `AWS_WEB_IDENTITY_TOKEN_FILE` uses).
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class FakeBedrock(PlatformFake):
                  region: str = "us-east-1", bearer_token: str | None = None) -> None:
         self.access_key, self.secret_key, self.session_token = access_key, secret_key, session_token
         self.region, self.bearer_token = region, bearer_token
+        self.web_identity_token = "eyJ.web-identity." + new_id("")
         self.handler = _Handler
         super().__init__(script)
 
@@ -93,6 +98,9 @@ class _Handler(BaseHandler):
     def do_POST(self) -> None:
         call = self.read_call()
         path = self.path.split("?")[0]
+        if path == "/" and b"Action=AssumeRoleWithWebIdentity" in call.raw:
+            self._sts(call)
+            return
         mantle = path == "/anthropic/v1/messages"
         runtime = re.fullmatch(r"/model/(?P<id>[^/]+)/(?P<op>invoke|invoke-with-response-stream)", path)
         try:
@@ -170,6 +178,27 @@ class _Handler(BaseHandler):
         signer = SigV4Auth(creds, service, self.owner.region)
         canonical = signer.canonical_request(request)
         return str(signer.signature(signer.string_to_sign(request, canonical), request))
+
+    def _sts(self, call: Call) -> None:
+        import urllib.parse
+
+        form = dict(urllib.parse.parse_qsl(call.raw.decode()))
+        if form.get("WebIdentityToken") != self.owner.web_identity_token:
+            call.status = 400
+            self.send_body(400, b"<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
+                                b"<Message>bad token</Message></Error></ErrorResponse>", "text/xml")
+            return
+        call.status = 200
+        o = self.owner
+        xml = (f'<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+               f"<AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>{o.access_key}</AccessKeyId>"
+               f"<SecretAccessKey>{o.secret_key}</SecretAccessKey><SessionToken>{o.session_token}</SessionToken>"
+               f"<Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>"
+               f"<AssumedRoleUser><Arn>{form.get('RoleArn', '')}/s</Arn><AssumedRoleId>AROAFAKE:s</AssumedRoleId>"
+               f"</AssumedRoleUser></AssumeRoleWithWebIdentityResult>"
+               f"<ResponseMetadata><RequestId>{new_id('')}</RequestId></ResponseMetadata>"
+               f"</AssumeRoleWithWebIdentityResponse>")
+        self.send_body(200, xml.encode(), "text/xml")
 
     # -- answers ---------------------------------------------------------------------------------
     def _error(self, status: int, message: str) -> None:

@@ -73,6 +73,8 @@ def test_vertex_names_region_credentials_and_project(tmp_path: Path, monkeypatch
 
 
 def test_credential_values_cover_every_provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "oidc").write_text("eyJ.oidc-gggg\n")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "oidc"))
     sa = tmp_path / "sa.json"
     sa.write_text(json.dumps({"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----x",
                               "client_email": "a@b", "private_key_id": "kid-123456"}))
@@ -84,7 +86,7 @@ def test_credential_values_cover_every_provider(tmp_path: Path, monkeypatch: pyt
         monkeypatch.setenv(k, v)
     values = credential_values()
     for secret in ("sk-ant-aaaa", "tok-bbbb", "aws-secret-cccc", "aws-session-dddd", "bedrock-eeee", "gw-ffff",
-                   "-----BEGIN PRIVATE KEY-----x", "kid-123456"):
+                   "-----BEGIN PRIVATE KEY-----x", "kid-123456", "eyJ.oidc-gggg"):
         assert secret in values
     assert custom_headers() == {"X-Gateway-Key": "gw-ffff", "X-Team": "platform"}
 

@@ -120,6 +120,24 @@ async def test_a_wrong_aws_secret_is_refused_by_the_signature_check(aws: FakeBed
     assert aws.calls[0].status == 403
 
 
+async def test_bedrock_with_web_identity_assumes_the_role_at_sts(aws: FakeBedrock, models: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    (tmp_path / "oidc").write_text(aws.web_identity_token)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "oidc"))
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/astra")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", aws.base_url)
+    aws._state.script.append({"text": "assumed"})
+    minted: list[str] = []
+    model = models("claude-sonnet-4-5", "bedrock", on_secret=minted.extend)
+    response = await model.complete(ask())
+    sts, call = aws.calls
+    assert b"AssumeRoleWithWebIdentity" in sts.raw and sts.status == 200
+    assert response.text == "assumed" and call.headers["x-amz-security-token"] == SESSION
+    assert SESSION in minted  # never in the environment: known to the redactor from its first use
+
+
 async def test_a_bedrock_exception_frame_mid_stream_is_retried(aws: FakeBedrock, models: Any) -> None:
     aws._state.script += [{"text": "abc", "stream_error": {"type": "throttlingException", "after": 3}},
                           {"text": "second try"}]
