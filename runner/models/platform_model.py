@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from runner.errors import ModelAPIError
 from runner.models.anthropic import AnthropicModel
-from runner.models.base import Model, ModelRequest, ModelResponse
+from runner.models.base import Model, ModelCallFailed, ModelRequest, ModelResponse
 from runner.models.pricing import PriceTable
 from runner.models.provider_clients import OnSecret
 from runner.models.providers import Provider, adapt_params, add_platform_prices, load
@@ -41,8 +42,25 @@ class PlatformModel(AnthropicModel):
         return params
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        response = await super().complete(request)
+        try:
+            response = await super().complete(request)
+        except (ModelAPIError, ModelCallFailed):
+            raise
+        except Exception as exc:
+            if not _is_credential_error(exc):
+                raise
+            # google-auth's refresh or botocore's STS call failed while the request was signed:
+            # fatal, like a 401, and said as such (not an "internal error").
+            raise ModelAPIError(self._redact(f"{self.target.provider} credentials could not be used: "
+                                             f"{type(exc).__name__}: {exc}")) from None
         return dataclasses.replace(response, model=self.target.price_key)
+
+
+def _is_credential_error(exc: Exception) -> bool:
+    module = type(exc).__module__
+    if module.startswith(("google.auth", "google.oauth2", "botocore")):
+        return True
+    return isinstance(exc, RuntimeError) and "credentials" in str(exc).lower()  # the SDK's own
 
 
 def make_api_model(name: str, provider: Provider, *, prices: PriceTable | None = None,

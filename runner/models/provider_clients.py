@@ -86,9 +86,12 @@ def _build(provider: Provider, target: Target, *, api_key: str | None, base_url:
             raise ModelAPIError("; ".join(problems))
         from anthropic.lib.vertex import AsyncAnthropicVertex
 
-        project = os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID")
-        kwargs: dict[str, Any] = {"project_id": project, "credentials": _google_credentials()} if project else {}
-        return AsyncAnthropicVertex(region=os.environ["CLOUD_ML_REGION"], base_url=base_url, **kwargs, **common)
+        credentials, adc_project = _google_credentials()
+        # The project is given, not left to the SDK: it would look for it only after building the
+        # first request's URL, which needs it (a RuntimeError before any call).
+        project = os.environ.get("ANTHROPIC_VERTEX_PROJECT_ID") or adc_project
+        return AsyncAnthropicVertex(region=os.environ["CLOUD_ML_REGION"], project_id=project,
+                                    credentials=credentials, base_url=base_url, **common)
     key = api_key or os.environ.get("ANTHROPIC_API_KEY")
     token = None if key else os.environ.get("ANTHROPIC_AUTH_TOKEN")
     if not key and not token:
@@ -101,14 +104,16 @@ def _build(provider: Provider, target: Target, *, api_key: str | None, base_url:
     return anthropic.AsyncAnthropic(auth_token=token, base_url=base_url, **common)
 
 
-def _google_credentials() -> Any:
-    """Application-default credentials, scoped for Vertex, with no token minted yet (the SDK
-    refreshes them on the first request, in a thread). Loaded here rather than by the SDK because
-    its `google.auth.default(scopes=...)` asks Cloud Resource Manager for the project of a
-    workload identity pool when GOOGLE_CLOUD_PROJECT is unset, although the project is known."""
+def _google_credentials() -> tuple[Any, str]:
+    """Application-default credentials scoped for Vertex, with no token minted yet (the SDK
+    refreshes them on the first request, in a thread), and their project ("" when they have none;
+    check_credentials made sure ANTHROPIC_VERTEX_PROJECT_ID is set then). Loaded without scopes
+    first: `google.auth.default(scopes=...)` asks Cloud Resource Manager for the project of a
+    workload identity pool when GOOGLE_CLOUD_PROJECT is unset, although it is not needed."""
     import google.auth
     import google.auth.credentials
 
-    credentials, _ = google.auth.default()
-    return google.auth.credentials.with_scopes_if_required(  # type: ignore[no-untyped-call]
+    credentials, project = google.auth.default()
+    scoped = google.auth.credentials.with_scopes_if_required(  # type: ignore[no-untyped-call]
         credentials, [CLOUD_PLATFORM_SCOPE])
+    return scoped, str(project or "")

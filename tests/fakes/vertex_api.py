@@ -67,6 +67,23 @@ class FakeVertex(PlatformFake):
         }))
         return path
 
+    def service_account_file(self, path: Path) -> Path:
+        """A service account key file (a fresh RSA key) whose token_uri is this fake: google-auth
+        signs a JWT with it and trades it for an access token (the JWT-bearer grant)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.service_account_public_key = key.public_key()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        path.write_text(json.dumps({
+            "type": "service_account", "project_id": self.project, "private_key_id": secrets.token_hex(20),
+            "private_key": pem, "client_email": f"astra@{self.project}.iam.gserviceaccount.com",
+            "client_id": "1234567890", "token_uri": f"{self.base_url}/token",
+        }))
+        return path
+
     def workload_identity_file(self, path: Path, token_file: Path) -> Path:
         """An `external_account` file for workload identity federation: an OIDC token in a file,
         exchanged at STS (as google-github-actions/auth sets it up, without impersonation)."""
@@ -133,6 +150,8 @@ class _Handler(BaseHandler):
         if sts:
             ok = (form.get("grant_type") == "urn:ietf:params:oauth:grant-type:token-exchange"
                   and form.get("subject_token") == self.owner.subject_token)
+        elif form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            ok = self._jwt_signed_by_the_service_account(form.get("assertion", ""))
         else:
             ok = form.get("grant_type") == "refresh_token" and form.get("refresh_token") == self.owner.refresh_token \
                 and form.get("client_secret") == self.owner.client_secret
@@ -147,6 +166,24 @@ class _Handler(BaseHandler):
         if sts:
             answer["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
         self.send_body(200, json.dumps(answer).encode(), "application/json")
+
+    def _jwt_signed_by_the_service_account(self, assertion: str) -> bool:
+        import base64
+
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = getattr(self.owner, "service_account_public_key", None)
+        parts = assertion.split(".")
+        if key is None or len(parts) != 3:
+            return False
+        signature = base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))
+        try:
+            key.verify(signature, f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
 
     def _error(self, status: int, message: str) -> None:
         codes = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",

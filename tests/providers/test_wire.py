@@ -183,6 +183,26 @@ async def test_vertex_stream_raw_predict_with_a_workload_identity_token(gcp: Fak
     assert response.usage.cache_creation_input_tokens == 40
 
 
+async def test_vertex_with_a_service_account_key(gcp: FakeVertex, models: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp.service_account_file(tmp_path / "sa.json")))
+    monkeypatch.delenv("ANTHROPIC_VERTEX_PROJECT_ID")  # the key file's project is used
+    gcp._state.script.append({"text": "as a service account"})
+    model = models("claude-sonnet-5-5", "vertex")
+    response = await model.complete(ask())
+    token, call = gcp.calls
+    assert b"jwt-bearer" in token.raw and token.status == 200  # a JWT signed with the key, verified
+    assert response.text == "as a service account" and "/projects/proj-1/" in call.path
+
+
+async def test_a_refused_token_exchange_is_a_clear_credential_error(gcp: FakeVertex, models: Any) -> None:
+    gcp.subject_token = "a-token-the-fake-no-longer-accepts"
+    model = models("claude-sonnet-5-5", "vertex")
+    with pytest.raises(ModelAPIError, match="vertex credentials could not be used"):
+        await model.complete(ask())
+    assert [c.path for c in gcp.calls] == ["/sts/v1/token"]
+
+
 async def test_vertex_raw_predict_without_streaming(gcp: FakeVertex, models: Any) -> None:
     gcp._state.script.append({"text": "plain"})
     model = models("claude-sonnet-5-5", "vertex")
