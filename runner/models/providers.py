@@ -129,7 +129,8 @@ def _bedrock(model: str, region: str | None) -> Target:
     data = load()
     if "anthropic." in model or model.startswith("arn:"):  # an explicit Bedrock id: sent as is
         canonical, entry = _known_bedrock(model)
-        endpoint = entry.bedrock_endpoint if entry else ("runtime" if _is_runtime_id(model) else "mantle")
+        # The id's shape decides: a geographic profile, a version suffix or an ARN is InvokeModel's.
+        endpoint = "runtime" if _is_runtime_id(model) else (entry.bedrock_endpoint if entry else "mantle")
         regional = not model.startswith("global.")
         premium = canonical is not None and canonical in data.premium_models and regional
         platform: Platform = "bedrock-runtime" if endpoint == "runtime" else "bedrock-mantle"

@@ -34,6 +34,8 @@ from runner.models.providers import (
     ("global.anthropic.claude-sonnet-4-5-20250929-v1:0", "us-east-1",
      "global.anthropic.claude-sonnet-4-5-20250929-v1:0", "bedrock-runtime", False),
     ("anthropic.claude-opus-4-8", "us-east-1", "anthropic.claude-opus-4-8", "bedrock-mantle", True),
+    # an inference-profile id of a mantle model asks for InvokeModel: it is sent there
+    ("us.anthropic.claude-sonnet-5-5", "us-east-1", "us.anthropic.claude-sonnet-5-5", "bedrock-runtime", True),
 ])
 def test_bedrock_ids(model: str, region: str, wire: str, platform: str, premium: bool) -> None:
     target = resolve("bedrock", model, region=region)
