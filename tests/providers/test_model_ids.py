@@ -149,3 +149,13 @@ def test_adapt_params_drops_what_the_platform_lacks_and_says_so() -> None:
     everything_gone = request_with_everything()
     adapt_params(everything_gone, set())
     assert "context_management" not in everything_gone["extra_body"]
+
+
+def test_the_data_files_are_installed_with_the_package() -> None:
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["runner"])
+    shipped = {str(p.relative_to(root / "runner")) for p in (root / "runner" / "models").glob("*.json")}
+    assert shipped <= listed, shipped - listed  # a pip-installed astra-run (the Action's) reads them
