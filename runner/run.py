@@ -40,7 +40,9 @@ from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
+from runner.agent.context import ContextManager, choose
 from runner.models.base import Model
+from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.pricing import PriceTable, load_prices
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.outcome import error_kind, redact_result, set_outcome
@@ -98,6 +100,7 @@ class RunContext:
     mcp: McpServers | None = None
     model: Model | None = None
     agent: Agent | None = None
+    context: ContextManager | None = None
     instructions_commit: str | None = None
     step_summary: bool = True
     patch_written: bool = False
@@ -124,14 +127,36 @@ def new_run_id(task_name: str) -> str:
     return f"{task_name}-{stamp}-{secrets.token_hex(3)}"
 
 
-def make_model(name: str, base_dir: Path) -> Model:
+def make_model(name: str, base_dir: Path, options: RequestOptions | None = None) -> Model:
     from runner.models.scripted import ScriptedModel, resolve_script
 
     if name.startswith(SCRIPTED_PREFIX):
         return ScriptedModel(resolve_script(name, base_dir), name)
     from runner.models.anthropic import AnthropicModel
 
-    return AnthropicModel(name)
+    return AnthropicModel(name, options=options)
+
+
+def model_info_date() -> str:
+    from runner.models.catalog import load_catalog
+
+    return load_catalog().date
+
+
+def model_setup(task: LoadedTask) -> tuple[ModelInfo, RequestOptions, ContextManager]:
+    """The model's row of runner/models/models.json, the task's `model_options` checked against
+    it, and how the run keeps its history inside the window. ConfigError (FILE:LINE) otherwise."""
+    spec = task.spec
+    info = model_info(spec.model or "")
+
+    def where(dotted: str) -> str:
+        return task.where(*dotted.split("."))
+
+    opts = spec.model_options
+    options = resolve_options(info, effort=opts.effort, thinking=opts.thinking,
+                              max_output_tokens=opts.max_output_tokens, where=where)
+    context = ContextManager(info, choose(spec.context.strategy, info, where), spec.context.trigger_tokens)
+    return info, options, context
 
 
 async def run_task(
@@ -247,7 +272,11 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     env = _sandbox_env(ctx, emit)
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
-    ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    info, options, ctx.context = model_setup(ctx.task)
+    if info.retired:
+        emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
+                  "the API may refuse it", level="warning"))
+    ctx.model = make_model(spec.model or "", ctx.task.base_dir, options)
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     await _start_sandbox(ctx, emit, env)
@@ -338,6 +367,8 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
         task_message=build_task_message(spec.name, ctx.task.prompt),
         cost_of=ctx.prices.total,
         cost_bound_of=ctx.prices.total_bound,
+        turn_cost_of=ctx.prices.turn_cost,
+        context=ctx.context,
         model_retry_backoff_s=0.0 if _scripted(ctx) else 1.0,
     )
 
@@ -389,6 +420,7 @@ async def _finish(
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
+    result.cost_by_model, result.compactions = dict(state.cost_by_model), state.compactions
     result.permission_denials = list(state.denials)
     result.duration_s = time.monotonic() - started
     if not ctx.patch_written:

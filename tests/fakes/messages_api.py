@@ -554,11 +554,13 @@ class _Handler(BaseHTTPRequestHandler):
         with self.st.cond:
             cache = self.st.caches.setdefault(model, Cache())
             fresh, write, read = cache.usage(model, prompt)
-        spec = turn.get("usage", {})
+        spec = turn.get("usage")
+        if spec is None:  # computed from the request's breakpoints and what earlier calls wrote
+            spec = {"input_tokens": fresh, "cache_creation_input_tokens": write, "cache_read_input_tokens": read}
         usage = {
-            "input_tokens": int(spec.get("input_tokens", fresh)),
-            "cache_creation_input_tokens": int(spec.get("cache_creation_input_tokens", write)),
-            "cache_read_input_tokens": int(spec.get("cache_read_input_tokens", read)),
+            "input_tokens": int(spec.get("input_tokens", prompt.total)),
+            "cache_creation_input_tokens": int(spec.get("cache_creation_input_tokens", 0)),
+            "cache_read_input_tokens": int(spec.get("cache_read_input_tokens", 0)),
             "output_tokens": int(guessed["output_tokens"]),
         }
         if "ephemeral_1h_input_tokens" in spec:
