@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from runner import preflight
+from runner.agent.context import ContextManager, choose
 from runner.agent.events import (
     Event,
     LimitReached,
@@ -40,7 +41,6 @@ from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
-from runner.agent.context import ContextManager, choose
 from runner.models.base import Model
 from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.pricing import PriceTable, load_prices

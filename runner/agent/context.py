@@ -99,11 +99,14 @@ class ContextManager:
 
     # -- before a call ---------------------------------------------------------------------------
     def request(self) -> ContextRequest | None:
+        """Server-side context management for the next call; a forced shrink applies once."""
+        forced = self._forced
         if self.mechanism == "api_compaction":
-            at = 0 if self._forced else self.trigger
-            return ContextRequest(compact_at_tokens=at)
+            self._forced = False
+            return ContextRequest(compact_at_tokens=0 if forced else self.trigger)
         if self.mechanism == "api_clearing":
-            if self._forced:
+            self._forced = False
+            if forced:
                 return ContextRequest(clear_at_tokens=0, clear_keep=1, clear_at_least=0)
             return ContextRequest(clear_at_tokens=self.trigger, clear_keep=KEEP_TOOL_USES, clear_at_least=self.step)
         return None
