@@ -36,9 +36,11 @@ from runner.models.catalog import ModelInfo
 Mechanism = Literal["api_compaction", "api_clearing", "client_clearing", "none"]
 COMPACT_AT = 0.7
 """Default compaction trigger: this share of the window (the summary step reads the whole prompt)."""
-CLEAR_AT = 0.6
-CLEAR_STEP = 0.3
-"""Default clearing trigger and step: at 60% of the window, clear at least 30% of it at a time."""
+CLEAR_AT = 0.75
+CLEAR_STEP = 0.5
+"""Default clearing trigger and step: at 75% of the window, clear at least half of it at a time.
+A step rewrites the cache after the first cleared result once; between steps every prompt reads
+all but its newest part from the cache (bench/context.py: the share read from cache)."""
 KEEP_TOOL_USES = 3
 CLEARED = "[astra-run: this tool result was cleared to keep the conversation inside the context window]"
 CHARS_PER_TOKEN = 4

@@ -508,8 +508,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "deltas": [{"type": "compaction_delta", "content": summary}],
                 "final": {"type": "compaction", "content": summary},
             })
-            iterations.append({"type": "compaction", "input_tokens": prompt.total, "output_tokens": 500,
-                               "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+            with st.cond:  # the summary step reads the prompt as sent: from the cache where it can
+                fresh, write, read = st.caches.setdefault(model, Cache()).usage(model, prompt)
+            iterations.append({"type": "compaction", "input_tokens": fresh, "output_tokens": 500,
+                               "cache_creation_input_tokens": write, "cache_read_input_tokens": read})
             prompt = Prompt([({"type": "compaction", "content": summary}, False)],
                             rules_mod.tokens(summary), prompt.sent_total)
         thinks = "thinking" in turn or rules_mod.thinking_on(body, rules)
@@ -517,7 +519,8 @@ class _Handler(BaseHTTPRequestHandler):
         if thinks and not turn.get("no_thinking"):
             text = str(turn.get("thinking") or "")
             final = {"type": "thinking", "thinking": text, "signature": ""}
-            digest = st.signer.prefix_digest(body, len(messages), 0, [b["final"] for b in pre])
+            head = [b["final"] for b in pre]
+            digest = st.signer.digests(body, head)[(len(messages), len(head))]
             final["signature"] = st.signer.sign(model, digest, text)
             n = int(turn.get("chunks", 3))
             pre.append({

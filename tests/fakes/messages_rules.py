@@ -106,19 +106,25 @@ class Signer:
 
     secret: bytes = field(default_factory=lambda: b"fake-messages-api-secret")
 
-    def prefix_digest(self, body: dict[str, Any], upto_message: int, upto_block: int,
-                      extra_blocks: list[dict[str, Any]] | None = None) -> str:
-        messages = [_strip_cache(m) for m in body.get("messages", [])[:upto_message]]
-        head: list[Any] = []
-        if upto_message < len(body.get("messages", [])):
-            head = _strip_cache(_blocks(body["messages"][upto_message].get("content"))[:upto_block])
-        prefix = {
-            "system": _strip_cache(body.get("system")),
-            "tools": _strip_cache(body.get("tools")),
-            "messages": messages,
-            "head": head if extra_blocks is None else _strip_cache(extra_blocks),
-        }
-        return hashlib.sha256(json.dumps(prefix, sort_keys=True).encode()).hexdigest()
+    def digests(self, body: dict[str, Any], extra: list[dict[str, Any]] | None = None) -> dict[tuple[int, int], str]:
+        """The prefix digest before every block of every message, in one pass: (i, j) -> digest of
+        system, tools, messages[:i] and the first j blocks of message i. With `extra`, also the
+        digest before a new assistant message's blocks (at (len(messages), len(extra)))."""
+        h = hashlib.sha256()
+        h.update(json.dumps([_strip_cache(body.get("system")), _strip_cache(body.get("tools"))],
+                            sort_keys=True).encode())
+        out: dict[tuple[int, int], str] = {}
+        messages = list(body.get("messages", []))
+        if extra is not None:
+            messages.append({"role": "assistant", "content": extra})
+        for i, m in enumerate(messages):
+            h.update(b"\x00" + str(m.get("role")).encode())
+            blocks = _blocks(m.get("content"))
+            for j, b in enumerate(blocks):
+                out[(i, j)] = h.copy().hexdigest()
+                h.update(b"\x01" + json.dumps(_strip_cache(b), sort_keys=True).encode())
+            out[(i, len(blocks))] = h.copy().hexdigest()
+        return out
 
     def sign(self, model: str, digest: str, thinking: str) -> str:
         mac = hmac.new(self.secret, f"{model}\n{digest}\n{thinking}".encode(), hashlib.sha256).digest()
@@ -139,6 +145,7 @@ def check_thinking(body: dict[str, Any], signer: Signer, rules: Rules, issued: d
     dropped without an error (preserved-thinking: "If the current model can't read a block, the
     API drops it from that request without an error")."""
     model = str(body.get("model"))
+    digests: dict[tuple[int, int], str] | None = None
     for i, m in enumerate(body.get("messages", [])):
         if m.get("role") != "assistant":
             continue
@@ -156,7 +163,8 @@ def check_thinking(body: dict[str, Any], signer: Signer, rules: Rules, issued: d
                 raise Invalid(400, f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block.")
             if producer != model:
                 continue
-            digest = signer.prefix_digest(body, i, j)
+            digests = digests if digests is not None else signer.digests(body)
+            digest = digests[(i, j)]
             if not signer.check(model, digest, str(b.get("thinking") or ""), signature):
                 if rules.preserved_thinking:
                     # preserved-thinking/fix-bound-to-a-different-conversation: the exact message.
