@@ -89,7 +89,8 @@ class ContextManager:
         window = info.context_window
         default = COMPACT_AT if mechanism == "api_compaction" else CLEAR_AT
         self.trigger = min(trigger_tokens or int(window * default), window)
-        self.step = max(1, int(window * CLEAR_STEP))
+        self.step = max(1, int(self.trigger * CLEAR_STEP / CLEAR_AT))
+        """Clear at least this much at a time: two thirds of the trigger (half the window by default)."""
         self.compactions: list[Compaction] = []
         self._forced = False
         self._overflows = 0

@@ -350,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
         rules_mod.check_thinking(body, self.st.signer, rules, issued)
         rules_mod.check_tool_turn_starts_with_thinking(body, rules)
         prompt = rules_mod.effective_prompt(body)
-        if prompt.total > rules.window and not _will_compact(body, prompt):
+        if not counting and prompt.total > rules.window and not _will_compact(body, prompt):
             # api/errors: a prompt over the model's context window is a 400 invalid_request_error.
             raise RequestInvalid(400, f"prompt is too long: {prompt.total} tokens > {rules.window} maximum")
         return prompt

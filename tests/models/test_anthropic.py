@@ -299,7 +299,7 @@ async def test_invalid_request_error_event_in_the_stream_is_fatal(api: FakeMessa
             "stream_error": {"type": "invalid_request_error", "message": "messages.3: bad block", "after": 2},
         }
     )
-    with pytest.raises(ModelAPIError, match="invalid_request_error: messages.3: bad block"):
+    with pytest.raises(ModelAPIError, match=r"invalid_request_error: messages\.3: bad block"):
         await make_model().complete(ask())
     assert len(api.calls) == 1
 
