@@ -112,6 +112,10 @@ class ContextManager:
             if forced:
                 return ContextRequest(clear_at_tokens=0, clear_keep=1, clear_at_least=0)
             return ContextRequest(clear_at_tokens=self.trigger, clear_keep=KEEP_TOOL_USES, clear_at_least=self.step)
+        if self.mechanism == "client_clearing" and self._cleared_uses and self.info.preserved_thinking:
+            # Our clearing changed what came before later thinking blocks: on a model that checks,
+            # those blocks would fail; the API drops them instead (the model redoes that reasoning).
+            return ContextRequest(drop_mismatched_thinking=True)
         return None
 
     async def view(self, messages: list[Message], count: CountTokens | None) -> list[Message]:

@@ -65,6 +65,8 @@ api_error, rate_limit_error, timeout_error, and types we do not know) re-sends t
 UNREACHABLE = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError, httpx2.UnsupportedProtocol)
 PROMPT_TOO_LONG = re.compile(r"prompt is too long(?::\s*(\d+)\s*tokens\s*>\s*(\d+)\s*maximum)?", re.IGNORECASE)
 """The API's 400 for a prompt over the context window: "prompt is too long: N tokens > M maximum"."""
+THINKING_BINDING_BETA = "thinking-binding-controls-2026-08-01"
+"""preserved-thinking/fix-bound-to-a-different-conversation: the beta of `block_binding`."""
 MIN_COMPACTION_TRIGGER = 50_000
 """build-with-claude/compaction-threshold: the trigger's value is at least 50,000 tokens."""
 
@@ -239,8 +241,14 @@ class AnthropicModel:
                 edit["clear_at_least"] = {"type": "input_tokens", "value": context.clear_at_least}
             edits.append(edit)
             betas.append(self.info.betas.get("context_editing", "context-management-2025-06-27"))
+        if context.drop_mismatched_thinking:
+            thinking = dict(params.get("thinking") or {"type": "adaptive"})
+            thinking["block_binding"] = {"prefix_mismatch_behavior": "drop_block"}
+            params["thinking"] = thinking
+            betas.append(self.info.betas.get("thinking_binding", THINKING_BINDING_BETA))
         if edits:
             params["context_management"] = {"edits": edits}
+        if betas:
             params["betas"] = betas
 
     # -- one HTTP call -------------------------------------------------------------------------

@@ -219,6 +219,10 @@ class ContextRequest:
     """...keeping the newest this many tool uses..."""
     clear_at_least: int = 0
     """...and clearing at least this many tokens each time (large steps keep the cache useful)."""
+    drop_mismatched_thinking: bool = False
+    """The client edited what came before some thinking blocks (client-side clearing): ask the API
+    to drop the blocks that fail the prefix check instead of refusing the request
+    (build-with-claude/preserved-thinking: `prefix_mismatch_behavior: "drop_block"`)."""
 
 
 class Model(Protocol):

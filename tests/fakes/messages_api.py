@@ -347,7 +347,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._check_opaque(body)
         with self.st.cond:
             issued = dict(self.st.issued)
-        rules_mod.check_thinking(body, self.st.signer, rules, issued)
+        drop = rules_mod.drops_mismatched(body, betas)
+        rules_mod.check_thinking(body, self.st.signer, rules, issued, drop)
         rules_mod.check_tool_turn_starts_with_thinking(body, rules)
         prompt = rules_mod.effective_prompt(body)
         if not counting and prompt.total > rules.window and not _will_compact(body, prompt):

@@ -138,7 +138,20 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
 
 
-def check_thinking(body: dict[str, Any], signer: Signer, rules: Rules, issued: dict[str, str]) -> None:
+BINDING_BETA = "thinking-binding-controls-2026-08-01"
+
+
+def drops_mismatched(body: dict[str, Any], betas: set[str]) -> bool:
+    """preserved-thinking: `thinking.block_binding.prefix_mismatch_behavior: "drop_block"` (with
+    its beta) drops blocks that fail the prefix check instead of refusing the request."""
+    binding = (body.get("thinking") or {}).get("block_binding") or {}
+    if binding and BINDING_BETA not in betas:
+        raise Invalid(400, "thinking.block_binding: Extra inputs are not permitted")
+    return binding.get("prefix_mismatch_behavior") == "drop_block"
+
+
+def check_thinking(body: dict[str, Any], signer: Signer, rules: Rules, issued: dict[str, str],
+                   drop: bool = False) -> None:
     """Every thinking block that comes back must be one we sent, unmodified, after the same prefix.
 
     `issued` maps signature -> the model that produced it. A block from another model is
@@ -166,6 +179,8 @@ def check_thinking(body: dict[str, Any], signer: Signer, rules: Rules, issued: d
             digests = digests if digests is not None else signer.digests(body)
             digest = digests[(i, j)]
             if not signer.check(model, digest, str(b.get("thinking") or ""), signature):
+                if drop:
+                    continue
                 if rules.preserved_thinking:
                     # preserved-thinking/fix-bound-to-a-different-conversation: the exact message.
                     raise Invalid(

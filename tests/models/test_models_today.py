@@ -257,3 +257,26 @@ def test_prices_per_call_with_bands_and_1h_writes() -> None:
     one_hour = Usage(0, 0, cache_creation_input_tokens=1_000_000, cache_creation_1h_input_tokens=400_000)
     assert sonnet.cost(one_hour) == pytest.approx(0.6 * 2.5 + 0.4 * 4.0)
     assert prices.price_for("claude-opus-4-1").retired  # type: ignore[union-attr]
+
+
+async def test_client_clearing_on_a_model_with_preserved_thinking_asks_to_drop_failing_blocks(
+    api: FakeMessagesAPI, make_model: MakeModel
+) -> None:
+    """claude-fable-5-2 has neither API compaction nor context editing (models.json), so the client
+    clears; the thinking blocks after a cleared result then fail the prefix check, unless the
+    request says `prefix_mismatch_behavior: drop_block` (preserved-thinking)."""
+    api.add({"tool_calls": [{"id": "toolu_1", "name": "bash", "input": {}}]},
+            {"tool_calls": [{"id": "toolu_2", "name": "bash", "input": {}}]})
+    model = make_model(model="claude-fable-5-2")
+    history = ask()
+    for tid in ("toolu_1", "toolu_2"):
+        r = await model.complete(ModelRequest("s", TOOLS, history))
+        history = [*history, Message("assistant", list(r.content)), Message("user", [ToolResult(tid, "big output")])]
+    cleared = [*history[:2], Message("user", [ToolResult("toolu_1", "[cleared]")]), *history[3:]]
+    with pytest.raises(ModelAPIError, match="bound to a different conversation"):
+        await model.complete(ModelRequest("s", TOOLS, cleared))
+    api.add({"text": "ok"})
+    ok = await model.complete(ModelRequest("s", TOOLS, cleared, context=ContextRequest(drop_mismatched_thinking=True)))
+    assert ok.text == "ok"
+    assert api.requests[-1]["thinking"]["block_binding"] == {"prefix_mismatch_behavior": "drop_block"}
+    assert "thinking-binding-controls-2026-08-01" in api.calls[-1].headers["anthropic-beta"]
