@@ -127,14 +127,14 @@ def new_run_id(task_name: str) -> str:
     return f"{task_name}-{stamp}-{secrets.token_hex(3)}"
 
 
-def make_model(name: str, base_dir: Path, options: RequestOptions | None = None) -> Model:
+def make_model(name: str, base_dir: Path) -> Model:
     from runner.models.scripted import ScriptedModel, resolve_script
 
     if name.startswith(SCRIPTED_PREFIX):
         return ScriptedModel(resolve_script(name, base_dir), name)
     from runner.models.anthropic import AnthropicModel
 
-    return AnthropicModel(name, options=options)
+    return AnthropicModel(name)
 
 
 def model_info_date() -> str:
@@ -276,7 +276,9 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     if info.retired:
         emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
                   "the API may refuse it", level="warning"))
-    ctx.model = make_model(spec.model or "", ctx.task.base_dir, options)
+    ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    if hasattr(ctx.model, "options"):  # an API model: the task's checked model_options
+        ctx.model.options = options
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     await _start_sandbox(ctx, emit, env)
