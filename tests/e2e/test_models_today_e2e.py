@@ -153,7 +153,7 @@ def test_a_prompt_that_cannot_fit_stops_as_a_limit_with_all_outputs(tmp_path: Pa
 
 
 def test_model_options_reach_the_request_or_stop_the_run_with_file_and_line(tmp_path: Path) -> None:
-    task, _, out = setup_task(tmp_path, verify=[], expect_changes=False,
+    task, _, _ = setup_task(tmp_path, verify=[], expect_changes=False,
                               model_options={"thinking": "between_tools", "effort": "low", "max_output_tokens": 9000})
     with FakeMessagesAPI([{"text": "done"}], api_key=API_KEY) as api:
         proc = run(task, cli_env(api, tmp_path))
@@ -161,7 +161,7 @@ def test_model_options_reach_the_request_or_stop_the_run_with_file_and_line(tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (body["thinking"], body["output_config"], body["max_tokens"]) == (
         {"type": "between_tools"}, {"effort": "low"}, 9000)
-    task, _, out = setup_task(tmp_path / "off", verify=[], model_options={"thinking": "off"})
+    task, _, _ = setup_task(tmp_path / "off", verify=[], model_options={"thinking": "off"})
     with FakeMessagesAPI([], api_key=API_KEY) as api:
         proc = run(task, cli_env(api, tmp_path))
         assert api.requests == []
