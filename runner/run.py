@@ -273,6 +273,11 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
     info, options, ctx.context = model_setup(ctx.task)
+    if not _scripted(ctx):
+        known = "" if info.known else " (not in runner/models/models.json: its defaults apply)"
+        emit(Note(f"model {info.id}{known}: context window {info.context_window} tokens, output limit "
+                  f"{options.max_tokens}, request options {options.params() or 'the model defaults'}; long history: "
+                  f"{ctx.context.mechanism} at {ctx.context.trigger} tokens"))
     if info.retired:
         emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
                   "the API may refuse it", level="warning"))
