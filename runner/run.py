@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -43,7 +44,9 @@ from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.models.base import Model
 from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
+from runner.models.credentials import credential_values
 from runner.models.pricing import PriceTable, load_prices
+from runner.models.providers import Provider
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
@@ -127,14 +130,17 @@ def new_run_id(task_name: str) -> str:
     return f"{task_name}-{stamp}-{secrets.token_hex(3)}"
 
 
-def make_model(name: str, base_dir: Path) -> Model:
+def make_model(name: str, base_dir: Path, *, provider: Provider = "anthropic", prices: PriceTable | None = None,
+               on_secret: Callable[[Iterable[str]], object] | None = None) -> Model:
+    """The task's model: scripted, or Claude on `provider` (its platform price entered into `prices`;
+    credentials minted while it runs, such as a Google access token, reported to `on_secret`)."""
     from runner.models.scripted import ScriptedModel, resolve_script
 
     if name.startswith(SCRIPTED_PREFIX):
         return ScriptedModel(resolve_script(name, base_dir), name)
-    from runner.models.anthropic import AnthropicModel
+    from runner.models.platform_model import make_api_model
 
-    return AnthropicModel(name)
+    return make_api_model(name, provider, prices=prices, on_secret=on_secret)
 
 
 def model_info_date() -> str:
@@ -148,6 +154,16 @@ def model_setup(task: LoadedTask) -> tuple[ModelInfo, RequestOptions, ContextMan
     it, and how the run keeps its history inside the window. ConfigError (FILE:LINE) otherwise."""
     spec = task.spec
     info = model_info(spec.model or "")
+    provider = spec.provider or "anthropic"
+    if provider != "anthropic" and not (spec.model or "").startswith(SCRIPTED_PREFIX):
+        # A platform without a feature drops it from the request (runner.models.providers):
+        # choose the long-history mechanism from what the platform has, so the fallback applies.
+        from runner.models.providers import load as load_platforms
+        from runner.models.providers import resolve as resolve_platform
+
+        have = load_platforms().features[resolve_platform(provider, spec.model or "").platform]
+        info = dataclasses.replace(info, compaction=info.compaction and "compaction" in have,
+                                   context_editing=info.context_editing and "context_editing" in have)
 
     def where(dotted: str) -> str:
         return task.where(*dotted.split("."))
@@ -192,7 +208,7 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor(secrets)
+    redactor = Redactor([*secrets, *credential_values()])  # every provider's credentials too
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
@@ -281,11 +297,14 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     if info.retired:
         emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
                   "the API may refuse it", level="warning"))
-    ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    ctx.model = make_model(spec.model or "", ctx.task.base_dir, provider=spec.provider or "anthropic",
+                           prices=ctx.prices, on_secret=ctx.redactor.add)
     if hasattr(ctx.model, "options"):  # an API model: the task's checked model_options
         ctx.model.options = options
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
+    if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
+        emit(Note(f"model {target.model} on {target.provider}: {target.wire_id} ({target.platform})"))
     await _start_sandbox(ctx, emit, env)
     assert ctx.sandbox is not None
     tools = ToolRegistry.builtin()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import re
 import ssl
 from typing import Any
@@ -38,11 +37,13 @@ from runner.models.base import (
     PromptTooLong,
 )
 from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
+from runner.models.provider_clients import OnSecret, make_client
+from runner.models.providers import Provider
 from runner.models.stream import Assembled, Assembler
 from runner.models.wire import add_cache_breakpoints, to_wire_messages, tool_to_wire
 
 # Re-exported: tests and callers used to import these from here.
-__all__ = ["AnthropicModel", "add_cache_breakpoints", "make_client", "to_wire_messages", "tool_to_wire"]
+__all__ = ["AnthropicModel", "add_cache_breakpoints", "install_retry_policy", "to_wire_messages", "tool_to_wire"]
 
 STREAM_RETRY_DELAY_S = 0.5
 """First pause before re-sending a turn whose stream died; doubles each time, capped at 4 s."""
@@ -81,43 +82,29 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
-class RetryPolicy:
+def install_retry_policy(client: Any) -> None:
     """How the SDK retries, as the API documents it (api/errors): `x-should-retry` wins; a 429
     without `retry-after` is a spend limit (the tier's monthly cap), which no retry can fix; and
-    no wait is longer than MAX_RETRY_WAIT_S. A mixin, so any SDK client class can take it."""
+    no wait is longer than MAX_RETRY_WAIT_S. Set on the client instance, so it holds for every
+    provider's SDK client (runner.models.provider_clients builds them)."""
+    should_retry = client._should_retry
+    retry_timeout = client._calculate_retry_timeout
 
-    def _should_retry(self, response: httpx2.Response) -> bool:
+    def _should_retry(response: httpx2.Response) -> bool:
         header = response.headers.get("x-should-retry")
         if header is None and response.status_code == 429 and _spend_limit_headers(response.headers):
             return False
-        return bool(super()._should_retry(response))  # type: ignore[misc]
+        return bool(should_retry(response))
 
-    def _calculate_retry_timeout(self, *args: Any, **kwargs: Any) -> float:
-        return min(float(super()._calculate_retry_timeout(*args, **kwargs)), MAX_RETRY_WAIT_S)  # type: ignore[misc]
+    def _calculate_retry_timeout(*args: Any, **kwargs: Any) -> float:
+        return min(float(retry_timeout(*args, **kwargs)), MAX_RETRY_WAIT_S)
 
-
-class _Client(RetryPolicy, anthropic.AsyncAnthropic):
-    pass
+    client._should_retry = _should_retry
+    client._calculate_retry_timeout = _calculate_retry_timeout
 
 
 def _spend_limit_headers(headers: Any) -> bool:
     return not (headers.get("retry-after") or headers.get("retry-after-ms"))
-
-
-def make_client(*, api_key: str, base_url: str | None, max_retries: int, timeout_s: float) -> anthropic.AsyncAnthropic:
-    """The SDK client. The one place a client is built: providers (Bedrock, Vertex, a bearer
-    token) change only this function."""
-    timeout = httpx2.Timeout(timeout_s, connect=min(10.0, timeout_s))
-    # An explicit key also keeps the SDK from looking for credential profiles on disk.
-    return _Client(
-        api_key=api_key,
-        base_url=base_url,  # None: ANTHROPIC_BASE_URL, then the SDK's default
-        max_retries=max_retries,
-        timeout=timeout,
-        # One TLS context per process: building one reads the CA bundle (~26 ms of CPU),
-        # which a batch of concurrent runs would otherwise pay per run.
-        http_client=anthropic.DefaultAsyncHttpxClient(verify=_shared_ssl_context(), timeout=timeout),
-    )
 
 
 class AnthropicModel:
@@ -135,13 +122,9 @@ class AnthropicModel:
         max_tokens: int | None = None,
         options: RequestOptions | None = None,
         info: ModelInfo | None = None,
+        provider: Provider = "anthropic",
+        on_secret: OnSecret | None = None,
     ) -> None:
-        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise ModelAPIError(
-                f"no Anthropic API key: set ANTHROPIC_API_KEY to use model {model!r} "
-                "(or use a scripted:PATH model, which needs none)"
-            )
         self.name = model
         self.info = info or model_info(model)
         self.options = options or resolve_options(self.info)
@@ -149,8 +132,16 @@ class AnthropicModel:
         self.stream_retry_delay_s = STREAM_RETRY_DELAY_S
         self.max_tokens = max_tokens
         """A cap on every request's output limit (None: the options' limit)."""
-        self._key = key
-        self._client = make_client(api_key=key, base_url=base_url, max_retries=max_retries, timeout_s=timeout_s)
+        timeout = httpx2.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        # The provider's SDK client and its credentials (runner.models.provider_clients). One TLS
+        # context per process: building one reads the CA bundle (~26 ms of CPU), which a batch of
+        # concurrent runs would otherwise pay per run.
+        built = make_client(provider, model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                            timeout=timeout, verify=_shared_ssl_context(), on_secret=on_secret)
+        self.target = built.target
+        self._secrets = built.secrets
+        self._client = built.sdk
+        install_retry_policy(self._client)
 
     @property
     def base_url(self) -> str:
@@ -311,7 +302,9 @@ class AnthropicModel:
         return ModelCallFailed(self._redact(f"the Anthropic API connection failed at {where}: {detail}"))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "[api key]") if self._key else text
+        for secret in self._secrets:  # the key, tokens and headers of this client
+            text = text.replace(secret, "[api key]")
+        return text
 
 
 def _prompt_too_long(text: str, message: str) -> PromptTooLong:
