@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import re
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from runner.errors import SandboxError
+from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
 
 HELPER_PATH = Path(__file__).with_name("helper.py")
 WORKSPACE = "/workspace"
@@ -104,12 +106,20 @@ class SandboxConfig:
 
 
 class HelperClient:
-    """Talks JSON lines to one helper process; many requests may be in flight at once."""
+    """Talks signed JSON lines to one helper process; many requests may be in flight at once.
+
+    The channel is part of the trust boundary (helper.py's docstring): a fresh key per helper,
+    handed over as the first line, signs every line both ways. A line that does not verify, or a
+    signed one that is not a well-formed reply, ends every pending and later request with a
+    SandboxError naming it (exit 4) - the reader never dies of it and never acts on it.
+    """
 
     def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._name = name
+        self._key = secrets.token_bytes(KEY_BYTES)
+        proc.stdin.write((json.dumps({"channel_key": self._key.hex()}) + "\n").encode())  # drained by the first send
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader = asyncio.create_task(self._read_loop())
@@ -122,25 +132,36 @@ class HelperClient:
 
     async def _read_loop(self) -> None:
         assert self._proc.stdout is not None
+        broken: str | None = None
         try:
             while True:
-                line = await self._proc.stdout.readline()
+                try:
+                    line = await self._proc.stdout.readline()
+                except ValueError:  # longer than the stream's limit: nothing the helper sends
+                    raise ChannelError("a line longer than any reply") from None
                 if not line:
                     break
-                try:
-                    msg = json.loads(line)
-                except ValueError:
+                if not line.strip():
                     continue
-                fut = self._pending.pop(msg.get("id"), None)
+                msg = unseal(self._key, TO_HOST, line)
+                if msg.get("fatal"):
+                    raise ChannelError(str(msg["fatal"]))
+                fut = self._pending.pop(msg["id"], None) if msg.get("id") is not None else None
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+        except ChannelError as exc:
+            broken = (f"the channel to the sandbox helper ({self._name}) carried {exc}; "
+                      "something in the sandbox reached it, so no further reply can be trusted")
         finally:
-            if self._proc.stderr is not None:
+            if broken is None and self._proc.stderr is not None:
                 with contextlib.suppress(Exception):
                     self._stderr_tail = (await asyncio.wait_for(self._proc.stderr.read(), 1.0))[-2000:]
-            self._dead = f"the sandbox helper ({self._name}) stopped"
+            self._dead = broken or f"the sandbox helper ({self._name}) stopped"
             if self._stderr_tail:
                 self._dead += ": " + self._stderr_tail.decode("utf-8", "replace").strip()
+            if broken is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(SandboxError(self._dead))
@@ -176,7 +197,7 @@ class HelperClient:
     async def _send(self, msg: dict[str, Any]) -> None:
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self._proc.stdin.write(seal(self._key, TO_HELPER, msg))
             await self._proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise SandboxError(self._dead or f"the sandbox helper ({self._name}) is gone: {exc}") from None
