@@ -218,6 +218,22 @@ class HelperClient:
             await self._reader
 
 
+async def clear_setid_bits(root: Path) -> None:
+    """Clear every setuid/setgid bit under `root` (the host worktree), from the host.
+
+    Run when a sandbox closes, after its last process is gone: the agent phase (a root job's
+    agent is uid 0 inside) and verify may leave a setuid-root file in a worktree that lives on
+    on the host (`--keep`). Host `find` walks any depth and follows no symlink; the host user
+    owns every file the sandbox could set a bit on (or is root).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        "find", str(root), "-xdev", "!", "-type", "l", "-perm", "/6000", "-exec", "chmod", "ug-s", "{}", "+",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0 and root.exists():
+        raise SandboxError(f"could not clear setuid/setgid bits in {root}: {err.decode(errors='replace')[-500:]}")
+
+
 class Sandbox(ABC):
     """Where the model's tools run. Use as `async with backend(config) as sandbox:`."""
 

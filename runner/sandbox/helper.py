@@ -672,6 +672,46 @@ def quiesce(runner: Runner) -> Request:
         time.sleep(0.01)
 
 
+def runtime_manifest() -> Request:
+    """What this interpreter relies on, asked of the setup helper before any setup command runs.
+
+    Setup runs as root and could plant a `python3` earlier on PATH, patch the interpreter, a
+    library it maps, a stdlib module it imports (or a file that would shadow one), or
+    /etc/ld.so.preload. The docker backend compares the daemon's list of what setup changed in
+    the container against this, and starts the agent's helper by these absolute paths (through
+    the loader, with the library search pinned) instead of by a PATH lookup.
+    """
+    files: set[str] = set()
+    lib_dirs: list[str] = []
+    loader = None
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            path = parts[5].strip() if len(parts) == 6 else ""
+            if not path.startswith("/") or path.endswith(" (deleted)"):
+                continue
+            files.add(path)
+            name = os.path.basename(path)
+            if name.startswith("ld-linux"):
+                loader = path
+            elif ".so" in name and os.path.dirname(path) not in lib_dirs and "python" not in path:
+                lib_dirs.append(os.path.dirname(path))
+    python_dirs = {p for p in sys.path if os.path.isdir(p)}
+    absent = sorted(p for p in sys.path if not os.path.exists(p))
+    for name, module in list(sys.modules.items()):
+        if name == "__main__":  # this script: on a read-only mount, and not on sys.path (-I)
+            continue
+        for attr in ("__file__", "__cached__"):
+            source = getattr(module, attr, None)
+            if isinstance(source, str) and os.path.isfile(source):
+                files.add(os.path.realpath(source))
+                python_dirs.add(os.path.dirname(os.path.realpath(source)))
+    interpreter = os.path.realpath(sys.executable)
+    files.add(interpreter)
+    return {"interpreter": interpreter, "loader": loader, "lib_dirs": lib_dirs, "files": sorted(files),
+            "python_dirs": sorted(python_dirs), "absent": absent}
+
+
 FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
     "read": op_read, "write": op_write, "edit": op_edit, "ls": op_ls, "glob": op_glob,
     "grep": op_grep, "stat": op_stat,
@@ -710,6 +750,8 @@ class Server:
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}
+                if self.setup_phase:
+                    result["runtime"] = runtime_manifest()
             else:
                 raise OpError(f"unknown op {op!r}")
             self.send({"id": rid, "ok": True, "result": result})

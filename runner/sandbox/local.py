@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from runner.errors import SandboxError
-from runner.sandbox.base import HELPER_PATH, Sandbox, check_env
+from runner.sandbox.base import HELPER_PATH, Sandbox, check_env, clear_setid_bits
 from runner.sandbox.helper import PR_SET_DUMPABLE, _prctl
 
 LOCAL_WARNING = (
@@ -78,3 +78,4 @@ class LocalSandbox(Sandbox):
         if self._helper is not None:
             await self._helper.close()
             self._helper = None
+            await clear_setid_bits(self.config.worktree)
