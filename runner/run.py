@@ -167,7 +167,7 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor(secrets)
+    redactor = Redactor(secrets, keep=[spec.name, run_id])  # never masked by shape (issue 17.3)
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
