@@ -27,7 +27,9 @@ from runner.redact import Redactor
 from runner.result import FileChange, PatchStats
 from runner.workspace import SAFE_CONFIG, GitError, Workspace, git_env
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""A changed file larger than this is left out of the patch (and listed): patch.diff is for review
+and `git apply`, and three 20 MB files made a 77 MB patch (issue 12.7)."""
 PATCH_TIMEOUT_S = 300.0
 
 

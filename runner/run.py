@@ -304,6 +304,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            disk=spec.sandbox.disk,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from runner.errors import SandboxError
+from runner.errors import LimitExceeded, SandboxError
 from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
 
 HELPER_PATH = Path(__file__).with_name("helper.py")
@@ -32,6 +32,8 @@ WORKSPACE = "/workspace"
 """The workspace root as the model sees it, in every backend."""
 DEFAULT_OUTPUT_LIMIT = 30_000
 """Bytes of command output kept (head and tail halves) before the model sees it."""
+DISK_POLL_S = 2.0
+"""How often the worktree's size is measured while a command runs (and once after every call)."""
 _HELPER_REPLY_GRACE_S = 15.0
 """How long past a command's own deadline the helper may take to answer before it is declared dead."""
 
@@ -103,6 +105,33 @@ class SandboxConfig:
     base_commit: str | None = None
     """The commit the worktree was made from; HEAD of the sandbox's private git dir. Default:
     HEAD of git_dir."""
+    disk: str | None = None
+    """sandbox.disk: the most the worktree may hold (`10g`); None: no limit."""
+
+    @property
+    def disk_bytes(self) -> int | None:
+        return size_bytes(self.disk) if self.disk else None
+
+
+def size_bytes(size: str) -> int:
+    """`512m`, `10g`, `2048` (bytes) -> bytes (binary units, as docker reads memory sizes)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmgBKMG]?)", size.strip())
+    if not m:
+        raise ValueError(f"{size!r} is not a size like 512m or 4g")
+    return int(float(m.group(1)) * 1024 ** "bkmg".index((m.group(2) or "b").lower()))
+
+
+async def disk_used(root: Path) -> int:
+    """Bytes the files under `root` occupy on disk (allocated blocks: `fallocate` counts, holes
+    of a sparse file do not), by host `du`: one file system, any depth, no symlink followed."""
+    proc = await asyncio.create_subprocess_exec(
+        "du", "-s", "-x", "-B1", str(root), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    try:  # du exits 1 when a file vanished meanwhile: its total is still right
+        return int(out.split()[0])
+    except (IndexError, ValueError):
+        raise SandboxError(f"cannot measure the size of the worktree {root}") from None
 
 
 class HelperClient:
@@ -295,14 +324,26 @@ class Sandbox(ABC):
 
         On timeout the whole process group is killed; `exit_code` is then None.
         """
-        r = await self.helper.request(
+        call = asyncio.ensure_future(self.helper.request(
             "exec",
             timeout=timeout + _HELPER_REPLY_GRACE_S,
             command=command,
             timeout_s=timeout,
             limit=output_limit,
             env=check_env(env or {}),
-        )
+        ))
+        try:
+            while self.config.disk_bytes is not None and not call.done():
+                await asyncio.wait({call}, timeout=DISK_POLL_S)
+                if not call.done():
+                    await self.check_disk()  # a command filling the disk is stopped while it runs
+            r = await call
+        finally:
+            if not call.done():
+                call.cancel()  # the helper is asked to kill the command (see request)
+                with contextlib.suppress(BaseException):
+                    await call
+        await self.check_disk()
         return ExecResult(
             exit_code=r.get("exit_code"),
             output=str(r.get("output", "")),
@@ -313,7 +354,28 @@ class Sandbox(ABC):
 
     async def file_op(self, op: str, **args: Any) -> dict[str, Any]:
         """read, write, edit, ls, glob, grep, stat - see helper.py for each op's arguments."""
-        return await self.helper.request(op, timeout=120.0, **args)
+        result = await self.helper.request(op, timeout=120.0, **args)
+        if op in ("write", "edit"):
+            await self.check_disk()
+        return result
+
+    async def check_disk(self) -> None:
+        """LimitExceeded (exit 3, the patch is still taken) when the worktree holds more than
+        sandbox.disk. Each single file is also capped by the kernel at that size (RLIMIT_FSIZE,
+        set by the helper): this measures the total, which no kernel limit holds for a bind-mounted
+        host directory without root (docs/security.md)."""
+        limit = self.config.disk_bytes
+        if limit is None:
+            return
+        used = await disk_used(self.config.worktree)
+        if used > limit:
+            raise LimitExceeded(f"disk: the worktree holds {used / 2**20:.0f} MiB, over sandbox.disk "
+                                f"({self.config.disk})", limit="disk", value=self.config.disk)
+
+    def helper_limits(self) -> list[str]:
+        """Helper arguments that set the kernel's limits for every command it runs."""
+        limit = self.config.disk_bytes
+        return ["--max-file-bytes", str(limit)] if limit is not None else []
 
     async def _start_helper(
         self, argv: Sequence[str], env: Mapping[str, str] | None, name: str | None = None

@@ -152,6 +152,7 @@ class DockerSandbox(Sandbox):
             await asyncio.to_thread(self._cut_network)
         await self._start_helper(self._exec_argv(agent=True, argv=[
             *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *self.helper_limits(),
         ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
             r = await self.exec(_git_init_script(base), timeout=120)

@@ -865,6 +865,13 @@ def main(argv: list[str]) -> int:
             drop_caps, i = True, i + 1
         elif argv[i] == "--setup-phase":
             setup_phase, i = True, i + 1
+        elif argv[i] == "--max-file-bytes":  # sandbox.disk: no file may grow past it (kernel-enforced)
+            import resource
+
+            cap = int(argv[i + 1])
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))  # hard too: no command may raise it
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # our own writes get EFBIG; commands die (SIG_DFL)
+            i += 2
         elif argv[i] == "--exec":  # `--exec ARGV...`: drop capabilities, then become ARGV (spawn)
             if drop_caps:
                 drop_capabilities()

@@ -62,7 +62,8 @@ class LocalSandbox(Sandbox):
                 tail = out.decode("utf-8", "replace")[-2000:]
                 raise SandboxError(f"setup command failed (exit {proc.returncode}): {command}\n{tail}")
         await self._start_helper(
-            [sys.executable, "-I", "-S", str(HELPER_PATH), "--root", str(root), "--virtual", self.workspace], env
+            [sys.executable, "-I", "-S", str(HELPER_PATH), "--root", str(root), "--virtual", self.workspace,
+             *self.helper_limits()], env
         )
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
