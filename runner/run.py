@@ -47,6 +47,7 @@ from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
+from runner.redact_view import strip_hidden
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
@@ -175,7 +176,7 @@ async def run_task(
         step_summary=step_summary,
     )
     if console is not None:
-        console.redact = redactor.text
+        console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
     with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
 
         def emit(event: Event) -> None:
