@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from runner.redact_view import View
+from runner.redact_view import View, decoded_levels, without_whitespace
 
 MASK = "[REDACTED]"
 KNOWN_SECRET_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "ACTIONS_RUNTIME_TOKEN")
@@ -29,7 +29,7 @@ _B = r"(?<![A-Za-z0-9_\-])"
 """Left boundary: a key starts a token (`flask-debug-...` holds `sk-` but is no key)."""
 _E = r"(?![A-Za-z0-9_\-])"
 SHAPES = re.compile(
-    rf"""(
+    rf"""(?=[sgxAyne-])(   # the first characters of every shape below: most positions fail at once
         {_B}sk-ant-[a-z]{{2,8}}\d{{2}}-[A-Za-z0-9_\-]{{20,}}{_E}     # Anthropic (api03, admin01, oat01)
       | {_B}sk-(?:proj-|svcacct-|admin-)?                              # OpenAI-style: digits and both cases
           (?=[A-Za-z0-9_\-]*\d)(?=[A-Za-z0-9_\-]*[A-Z])(?=[A-Za-z0-9_\-]*[a-z])[A-Za-z0-9_\-]{{32,}}{_E}
@@ -50,7 +50,7 @@ SHAPES = re.compile(
 shape (`sk-...`) needs digits and both cases, so ordinary names (task names, run ids, paths,
 uuids, git hashes) never match; tests/core/test_redact_corpus.py holds both sides."""
 _IN_CONTEXT = re.compile(
-    r"""(?ix)(
+    r"""(?ix)(?=[btap])(
         \b(?:bearer|token)\s+                                  # Authorization: Bearer X / token X
       | \bauthorization\s*[:=]\s*(?:basic\s+)?
       | \b(?:aws_?secret_?access_?key|aws_?session_?token|secret_?key|api_?key|password|passwd)["']?\s*[:=]\s*["']?
@@ -118,9 +118,20 @@ class Redactor:
     def known_values(self) -> tuple[str, ...]:
         return tuple(self._ordered)
 
+    def _may_hold(self, text: str) -> bool:
+        """A fast first look (no maps): could `text` show a secret at all?"""
+        levels = decoded_levels(text)
+        for level in levels:
+            if (self._plain is not None and self._plain.search(level)) or SHAPES.search(level) \
+                    or _IN_CONTEXT.search(level):
+                return True
+        return self._encoded is not None and self._encoded.search(without_whitespace(levels[-1])) is not None
+
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where `text` shows a secret - as is, or once decoded as its reader decodes it."""
         found: list[tuple[int, int]] = []
+        if not self._may_hold(text):
+            return found
         view = View(text)
         for level, layers in view.levels:
             for pattern in (self._plain, SHAPES):
@@ -151,11 +162,10 @@ class Redactor:
         """Whether file content shows a known value in any form `spans` finds (binary files too)."""
         if self._plain is None:
             return False
-        text = data.decode("utf-8", "surrogateescape")
-        view = View(text)
-        if any(self._plain.search(level) for level, _ in view.levels):
+        levels = decoded_levels(data.decode("utf-8", "surrogateescape"))
+        if any(self._plain.search(level) for level in levels):
             return True
-        return self._encoded is not None and self._encoded.search(view.compact()[0]) is not None
+        return self._encoded is not None and self._encoded.search(without_whitespace(levels[-1])) is not None
 
     def known_values_bytes(self, data: bytes) -> bytes:
         """Only the known values (a patch must stay appliable where no secret is involved)."""

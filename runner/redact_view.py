@@ -135,6 +135,23 @@ class View:
         return start, end
 
 
+def decoded_levels(text: str, depth: int = 2) -> list[str]:
+    """The levels of `View(text)` without the maps back (fast: for a yes/no question)."""
+    levels = [text]
+    for _ in range(depth):
+        if not _TRIGGERS.search(levels[-1]):
+            break
+        decoded = _ESCAPES.sub(_replacement, levels[-1])
+        if decoded == levels[-1]:
+            break
+        levels.append(decoded)
+    return levels
+
+
+def without_whitespace(text: str) -> str:
+    return _WHITESPACE.sub("", text)
+
+
 def strip_hidden(text: str) -> str:
     """`text` without terminal escapes, control characters (but tab and newline) and bidi or
     zero-width characters: what a person reading summary.md or a CI log should be shown."""
