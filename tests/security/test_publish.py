@@ -13,7 +13,7 @@ import pytest
 
 from runner.github import gitops
 from tests.conftest import sh_git
-from tests.github.conftest import World, world  # noqa: F401 - the fixture
+from tests.github.conftest import World
 from tests.github.test_flow import FIX_EDIT_, comment_event
 
 TASK = ("sandbox: {backend: local}\npolicy: {default: allow}\n"
