@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 failed, 2 usage/configuration, 3 limit, 4 infrastructur
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -63,7 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runner import signals
+
+    signals.install_early()  # first: a signal from now on is remembered, never a silent death
     args = _parser().parse_args(argv)
+    if args.command not in ("run", "batch", "github") and (signum := signals.restore_defaults()) is not None:
+        return 128 + signum  # a command that runs nothing: stopped before it began
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -123,6 +127,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     task, settings, flags = load_for_run(args)
     console = Console(sys.stdout, verbosity=-1 if args.quiet else (1 if args.verbose else 0))
+    import asyncio  # here, not at the top: main() must install its signal handlers first, at once
+
     return asyncio.run(_run_with_signals(task, settings, flags.keep, console))
 
 
@@ -132,7 +138,7 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
     interrupt = Interrupt()
     install_signal_handlers(interrupt)
     result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt)  # type: ignore[arg-type]
-    return result.exit_code
+    return interrupt.exit_code(result)
 
 
 # ------------------------------------------------------------------------------- validate

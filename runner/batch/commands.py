@@ -24,13 +24,14 @@ from runner.batch.aggregate import (
     read_result,
     write_aggregates,
 )
-from runner.batch.manifest import PlannedTask, load_manifest, select_shard, shard_from
+from runner.batch.manifest import PlannedTask, Shard, load_manifest, select_shard, shard_from
 from runner.batch.progress import Progress, is_live
 from runner.batch.scheduler import Batch, BatchOptions, start_policy
 from runner.errors import ConfigError, InfraError
+from runner.outlock import hold_output_dir
 from runner.reports.summary import append_step_summary, format_cost
 from runner.sandbox.local import LOCAL_WARNING
-from runner.settings import load_settings
+from runner.settings import Settings, load_settings
 from runner.task import NAME_RE
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InfraError(f"cannot create the output directory {out}: {exc}") from None
+    with hold_output_dir(out):  # one batch per output directory: a second one exits 2, writing nothing
+        return _run_batch(args, settings, out, planned, mine, shard)
+
+
+def _run_batch(
+    args: argparse.Namespace, settings: Settings, out: Path, planned: Sequence[PlannedTask],
+    mine: Sequence[PlannedTask], shard: Shard | None,
+) -> int:
     done, todo = split_resumed(mine, out) if args.resume else ([], list(mine))
     if local := [p.name for p in todo if p.task.spec.sandbox.backend == "local"]:
         shown = ", ".join(local[:10]) + (f" and {len(local) - 10} more" if len(local) > 10 else "")

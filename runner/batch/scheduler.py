@@ -38,10 +38,12 @@ from runner.batch.aggregate import Entry, read_result, skipped_record
 from runner.batch.manifest import PlannedTask
 from runner.batch.progress import Progress
 from runner.models.pricing import load_prices
+from runner.outlock import OutputDirBusy
 from runner.reports.files import write_bytes_atomic, write_reports, write_text_atomic
 from runner.result import RunResult
 from runner.run import Interrupt, run_task
 from runner.settings import Settings
+from runner.signals import early_signal
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,8 @@ class Batch:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 pass
+        if (early := early_signal()) is not None:  # came before the loop ran (runner/signals.py)
+            self._on_signal(early)
         ticker = asyncio.create_task(self._tick())
         try:
             # One worker raising cancels the others (TaskGroup), and a cancelled worker cancels
@@ -267,6 +271,9 @@ class Batch:
             # each task's summary.md is its own; the step summary gets the batch's table only
             result = await run_task(planned.task, self.settings, console=watch, interrupt=self.interrupt,
                                     step_summary=False)
+        except OutputDirBusy as exc:  # another process writes there: write nothing into it
+            record = skipped_record(planned.name, str(exc), exc.exit_code)
+            return Entry(planned.name, {**record, "status": "error"}, None)
         except Exception as exc:
             return Entry(planned.name, self._record_crash(planned, out, exc), out if out.is_dir() else None)
         on_disk = read_result(out)  # the redacted result.json run_task wrote
