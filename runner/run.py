@@ -15,6 +15,7 @@ kept: the patch and every report are written in `finally`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import secrets
 import signal
@@ -298,8 +299,16 @@ def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
 
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
+    creating = asyncio.ensure_future(
+        asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache))
     try:
-        ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache)
+        ctx.workspace = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # The thread goes on (a thread cannot be cancelled): wait for it, so that the worktree it
+        # registers in the user's repository is removed by the cleanup, then stop.
+        with contextlib.suppress(Exception):
+            ctx.workspace, _ = await to_the_end(creating)
+        raise
     except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
         field, _, problem = str(exc).partition(": ")
         raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None

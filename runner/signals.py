@@ -26,6 +26,8 @@ def _remember(signum: int, _frame: FrameType | None) -> None:
 
 
 def install_early() -> None:
+    global _pending
+    _pending = None  # one command per process (tests call main() many times in one)
     for signum in HANDLED:
         signal.signal(signum, _remember)
 
