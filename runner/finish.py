@@ -57,6 +57,15 @@ class PatchError(InfraError):
     """The patch could not be computed or written (the run is an error; the worktree is kept)."""
 
 
+class OutputError(InfraError):
+    """An output file could not be written (a full disk): the run is an error."""
+
+
+def trajectory_failure(ctx: RunContext) -> str | None:
+    error = ctx.trajectory.error if ctx.trajectory is not None else None
+    return None if error is None else f"could not write trajectory.jsonl: {describe(error)}"
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -141,8 +150,8 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
         except Exception as exc:
             if ctx.patch_error is None:
                 problems.append(f"could not write patch.diff: {describe(exc)}")
-    if ctx.trajectory is not None and ctx.trajectory.error is not None:
-        problems.append(f"could not write trajectory.jsonl: {describe(ctx.trajectory.error)}")
+    if (lost := trajectory_failure(ctx)) is not None:
+        problems.append(lost)
 
     set_outcome(result, state, outcome, ctx.notes)
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)

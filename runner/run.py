@@ -39,7 +39,7 @@ from runner.agent.loop import Agent
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.deadline import to_the_end
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
-from runner.finish import finish_run, write_patch
+from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
 from runner.models.base import Model
 from runner.models.pricing import PriceTable, load_prices
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
@@ -246,8 +246,8 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
             try:
                 async for event in ctx.agent.run():
                     emit(event)
-                    if ctx.trajectory is not None and ctx.trajectory.error is not None:
-                        raise InfraError(f"could not write trajectory.jsonl: {ctx.trajectory.error}")
+                    if (lost := trajectory_failure(ctx)) is not None:  # a full disk: stop spending
+                        raise OutputError(lost)
             except LimitExceeded as exc:
                 agent_stop = exc
     except TimeoutError:
