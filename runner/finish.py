@@ -119,7 +119,8 @@ async def _compute(ctx: RunContext, emit: EmitFn, time_limit_s: float) -> Patch:
                     await sandbox.pause()
                 paused = True
             except Exception as exc:  # a dead container, a daemon that does not answer
-                emit(Note(f"could not pause the sandbox for the patch: {describe(exc)}", level="warning"))
+                why = f"no answer within {PAUSE_LIMIT_S:g}s" if isinstance(exc, TimeoutError) else describe(exc)
+                emit(Note(f"could not pause the sandbox for the patch: {why}", level="warning"))
         return await compute_patch(ctx.workspace, secrets=ctx.redactor.known_values, time_limit_s=time_limit_s)
     finally:
         if paused and sandbox is not None:
@@ -211,7 +212,8 @@ async def _step(what: str, action: Callable[[], Awaitable[object]], emit: EmitFn
         async with asyncio.timeout(limit_s):
             await action()
     except Exception as exc:  # recorded; the next step runs
-        emit(Note(f"{what} failed: {describe(exc)}", level="warning"))
+        why = f"not done within {limit_s:.3g}s" if isinstance(exc, TimeoutError) else describe(exc)
+        emit(Note(f"{what} failed: {why}", level="warning"))
 
 
 async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn, clock: _Clock) -> None:

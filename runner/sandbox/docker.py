@@ -67,6 +67,7 @@ from runner.sandbox.docker_engine import (
     cli_env,
     connect,
     container_name,
+    engine_call,
     reap_leftovers,
 )
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
@@ -135,18 +136,18 @@ class DockerSandbox(Sandbox):
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
-        self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), _git_source(self.config))
+        self._client, (objects, base) = await asyncio.gather(engine_call(connect, "connect"), _git_source(self.config))
         # Reaping only touches containers of dead owners, never the one being created beside it.
-        reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
+        reaping = asyncio.ensure_future(engine_call(lambda: reap_leftovers(self._client), "reap"))
         try:
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await asyncio.to_thread(self._create, objects)
+            await engine_call(lambda: self._create(objects), "create")
         finally:
             await reaping
         if cfg.setup:
             await self._run_setup()
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
-            await asyncio.to_thread(self._cut_network)
+            await engine_call(self._cut_network, "cut-network")
         await self._start_helper(self._exec_argv(agent=True, argv=[
             "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
         ]), cli_env(), name=f"container {self.container_name}")
@@ -224,7 +225,7 @@ class DockerSandbox(Sandbox):
             if self._helper is not None:
                 await self._helper.close()
                 self._helper = None
-        await asyncio.to_thread(self._check_only_init_left)
+        await engine_call(self._check_only_init_left, "top")
 
     def _check_only_init_left(self) -> None:
         """Between setup and the agent: the container must run PID 1 and its sleep, nothing else.
@@ -327,10 +328,10 @@ class DockerSandbox(Sandbox):
 
     async def pause(self) -> None:
         """Freeze the container (cgroup freezer): no sandbox process runs until `resume`."""
-        await asyncio.to_thread(self._set_paused, True)
+        await engine_call(lambda: self._set_paused(True), "pause")
 
     async def resume(self) -> None:
-        await asyncio.to_thread(self._set_paused, False)
+        await engine_call(lambda: self._set_paused(False), "resume")
 
     def _set_paused(self, paused: bool) -> None:
         if self.container_id is None or self._client is None:
@@ -370,7 +371,7 @@ class DockerSandbox(Sandbox):
             shutil.rmtree(self._env_dir, ignore_errors=True)
             self._env_dir = None
         if self._client is not None:
-            await asyncio.to_thread(self._remove_own)
+            await engine_call(self._remove_own, "remove")
 
     def _remove_own(self) -> None:
         ids = {self.container_id} if self.container_id else set()
