@@ -48,7 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", default=None, help="output directory (default: $ASTRA_OUT, else astra-out)")
     batch.add_argument("-j", "--jobs", type=int, default=1)
     batch.add_argument("--shard", help="I/N: run only this deterministic share of the tasks")
-    batch.add_argument("--resume", action="store_true", help="skip tasks whose result.json is final")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip tasks whose result is final (success, failed, limit) and whose task is unchanged")
+    batch.add_argument("--retry-failed", action="store_true",
+                       help="like --resume, but also run failed and limit tasks again")
     batch.add_argument("--max-cost-usd", type=float, help="no new task starts once the batch spent this")
     batch.add_argument("--fail-fast", action="store_true", help="stop starting tasks after the first failure")
 

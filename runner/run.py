@@ -37,7 +37,9 @@ from runner.agent.events import (
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent
 from runner.agent.prompt import build_system_prompt, build_task_message
+from runner.budget import BudgetedModel, SharedBudget
 from runner.deadline import to_the_end
+from runner.digest import task_digest
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
 from runner.models.base import Model
@@ -113,6 +115,7 @@ class RunContext:
     patch_error: str | None = None
     """Why the patch could not be computed or written (the run is then an error, the worktree kept)."""
     trajectory: TrajectoryWriter | None = None
+    budget: SharedBudget | None = None
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -158,6 +161,7 @@ async def run_task(
     instructions_commit: str | None = None,
     secrets: Sequence[str] = (),
     step_summary: bool = True,
+    budget: SharedBudget | None = None,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
@@ -166,7 +170,8 @@ async def run_task(
     of the base (a pull request's run reads them from its base branch, never from the head it
     works on). `secrets`: values to redact besides the API key, GITHUB_TOKEN and `${NAME}` values
     (a caller that removed a token from the environment passes it here). `step_summary`: append
-    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead).
+    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead). `budget`: a cost
+    cap shared with other runs (a batch's --max-cost-usd), held before every model call.
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
@@ -186,8 +191,9 @@ async def run_task(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
-        step_summary=step_summary,
+        step_summary=step_summary, budget=budget,
     )
+    result.task_digest = task_digest(task)
     if console is not None:
         console.redact = redactor.text
     with hold_output_dir(out_dir), TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
@@ -269,6 +275,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
     ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    if ctx.budget is not None:
+        ctx.model = BudgetedModel(ctx.model, ctx.budget, ctx.prices.total_bound)
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     await _start_sandbox(ctx, emit, env)

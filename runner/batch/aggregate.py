@@ -84,7 +84,8 @@ def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_co
     ordered = sorted(entries, key=lambda e: e.name)
     write_text_atomic(out / "results.jsonl", "".join(
         json.dumps(e.result, ensure_ascii=False, separators=(",", ":")) + "\n" for e in ordered))
-    write_text_atomic(out / "junit.xml", merge_suites([_junit_of(e) for e in ordered]))
+    write_text_atomic(out / "junit.xml", merge_suites([_junit_of(e) for e in ordered],
+                                                      classname_prefixes=[e.name for e in ordered]))
     write_text_atomic(out / "cost.json", json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n")
     summary = summary_table(ordered, title=title, exit_code=exit_code)
     write_text_atomic(out / "summary.md", summary)

@@ -27,6 +27,7 @@ from runner.batch.aggregate import (
 from runner.batch.manifest import PlannedTask, Shard, load_manifest, select_shard, shard_from
 from runner.batch.progress import Progress, is_live
 from runner.batch.scheduler import Batch, BatchOptions, start_policy
+from runner.digest import task_digest
 from runner.errors import ConfigError, InfraError
 from runner.outlock import hold_output_dir
 from runner.reports.summary import append_step_summary, format_cost
@@ -43,13 +44,21 @@ def is_task_dir_name(name: str) -> bool:
     return bool(NAME_RE.match(name)) and not name.startswith(".") and name not in AGGREGATE_FILES
 
 
-def split_resumed(tasks: Sequence[PlannedTask], out: Path) -> tuple[list[Entry], list[PlannedTask]]:
-    """(tasks whose OUT/<task>/result.json is final, tasks still to run)."""
+def split_resumed(
+    tasks: Sequence[PlannedTask], out: Path, *, retry_failed: bool = False
+) -> tuple[list[Entry], list[PlannedTask]]:
+    """(tasks whose OUT/<task>/result.json can stand, tasks still to run).
+
+    A result stands when it is final (success, failed, limit; only success with `retry_failed`)
+    and was made from this very task: its `task_digest` matches the task as it is now (the file,
+    its prompt and the manifest's defaults, runner/digest.py). An edited task runs again."""
+    keep = {"success"} if retry_failed else FINAL_STATUSES
     done: list[Entry] = []
     todo: list[PlannedTask] = []
     for p in tasks:
         result = read_result(out / p.name)
-        if result is not None and result.get("status") in FINAL_STATUSES and result.get("task") == p.name:
+        if (result is not None and result.get("status") in keep and result.get("task") == p.name
+                and result.get("task_digest") == task_digest(p.task)):
             done.append(Entry(p.name, result, out / p.name))
         else:
             todo.append(p)
@@ -81,7 +90,8 @@ def _run_batch(
     args: argparse.Namespace, settings: Settings, out: Path, planned: Sequence[PlannedTask],
     mine: Sequence[PlannedTask], shard: Shard | None,
 ) -> int:
-    done, todo = split_resumed(mine, out) if args.resume else ([], list(mine))
+    resume = args.resume or args.retry_failed  # --retry-failed: a resume that also reruns failed and limit
+    done, todo = split_resumed(mine, out, retry_failed=args.retry_failed) if resume else ([], list(mine))
     if local := [p.name for p in todo if p.task.spec.sandbox.backend == "local"]:
         shown = ", ".join(local[:10]) + (f" and {len(local) - 10} more" if len(local) > 10 else "")
         print(f"astra-run batch: warning: {len(local)} task(s) use the local sandbox ({shown}): {LOCAL_WARNING}",
