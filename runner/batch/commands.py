@@ -113,7 +113,12 @@ def _run_batch(
         progress.close()
         entries = batch.entries_now()
         code = batch_exit_code([e.result for e in entries], batch.interrupt.signum)
-        summary = write_aggregates(out, entries, title=title, exit_code=code)
+        failed: list[str] = []
+        summary = write_aggregates(out, entries, title=title, exit_code=code, failed=failed)
+        for problem in failed:  # a full disk: every aggregate that fits is written; the batch is an error
+            print(f"astra-run batch: {problem}", file=sys.stderr)
+        if failed and code in (0, 1, 3):
+            code = 4
         append_step_summary(summary)  # when $GITHUB_STEP_SUMMARY is set; the tasks' own are not
         _print_total(entries, code, out)
         return code

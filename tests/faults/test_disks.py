@@ -135,3 +135,21 @@ def test_a_tree_1100_levels_deep_in_a_run(tmp_path: Path, monkeypatch: pytest.Mo
     kept = worktrees(tmp_path / "repo")
     assert len(kept) == 1  # the second one was removed, deep tree and all
     remove_tree(kept[0])  # pytest's own rmtree of old tmp dirs would recurse on it
+
+
+def test_a_full_output_disk_in_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.batch.helpers import LS, Workdir
+
+    monkeypatch.setenv("ASTRA_CACHE", str(tmp_path / "cache"))
+    wd = Workdir(tmp_path)
+    wd.task("big", [_write("big.txt", 300_000), {"text": "done"}])
+    wd.task("small", LS)
+    wd.manifest()
+    with tmpfs(wd.out, "160k"):
+        assert wd.batch("-j", "1") == 4
+        results = wd.results()
+        assert results["big"]["status"] == "error" and "could not write patch.diff" in results["big"]["reason"]
+        assert results["small"]["status"] == "success"
+        kept = worktrees(wd.repo)
+        assert len(kept) == 1  # the big one's work, whose patch did not fit
+        remove_tree(kept[0])
