@@ -202,7 +202,8 @@ async def run_task(
         def emit(event: Event) -> None:
             trajectory.write(event)  # a failed write is recorded in trajectory.error, never raised
             if console is not None:
-                console.on_event(event)
+                with contextlib.suppress(Exception):  # a closed stdout must not stop the run or its cleanup
+                    console.on_event(event)
 
         outcome: AstraError | None = None
         try:
