@@ -38,7 +38,7 @@ from runner.agent.guards import Guards
 from runner.agent.loop import Agent
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.budget import BudgetedModel, SharedBudget
-from runner.deadline import to_the_end
+from runner.deadline import blocking, to_the_end
 from runner.digest import task_digest
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
@@ -334,7 +334,9 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
 
         emit(Note(LOCAL_WARNING, level="warning"))
     # Git inside a container sees only what the base commit reaches, not the user's other refs.
-    objects = await asyncio.to_thread(workspace.export_objects) if spec.sandbox.backend == "docker" else None
+    # In a thread nobody waits for past a cancellation (the wall clock, a signal): runner/deadline.py.
+    objects = (await blocking(workspace.export_objects, limit_s=None, what="export-objects")
+               if spec.sandbox.backend == "docker" else None)
     ctx.sandbox = make_sandbox(
         spec.sandbox.backend,
         SandboxConfig(
@@ -356,7 +358,8 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
     assert workspace is not None and ctx.model is not None and ctx.sandbox is not None
     instructions = None
     for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await asyncio.to_thread(workspace.read_base_file, name, ctx.instructions_commit)
+        text = await blocking(lambda n=name: workspace.read_base_file(n, ctx.instructions_commit),  # type: ignore[misc]
+                              limit_s=None, what="read-instructions")
         if text is not None:
             instructions = (name, text)
             break
