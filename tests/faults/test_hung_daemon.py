@@ -109,7 +109,7 @@ def test_a_hung_daemon_cannot_stretch_the_wall_clock(tmp_path: Path, proxy: Hang
     monkeypatch.setattr(finish_mod, "PAUSE_LIMIT_S", 1.0)
     monkeypatch.setattr(finish_mod, "CLEANUP_LIMIT_S", 5.0)
     turns = [{"tool_calls": [{"name": "bash", "input": {"command": "echo work > done.txt && touch HANG"}}]},
-             {"tool_calls": [{"name": "bash", "input": {"command": "echo never answered"}}]},
+             {"sleep": 1, "tool_calls": [{"name": "bash", "input": {"command": "echo never answered"}}]},
              {"text": "unreachable"}]
     limit = 8
     task = make_task(tmp_path, turns, sandbox={"backend": "docker"},
