@@ -158,6 +158,7 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
+    result.cost_by_model, result.compactions = dict(state.cost_by_model), state.compactions
     result.permission_denials = list(state.denials)
     record_output_failures(result, problems, kind="patch" if ctx.patch_error else "output")
     result.duration_s = time.monotonic() - started

@@ -7,6 +7,7 @@ import dataclasses
 from runner.agent.loop import AgentState
 from runner.errors import AstraError, InfraError, Interrupted, ModelAPIError, SandboxError
 from runner.redact import Redactor
+from runner.reports.junit import redact_junit
 from runner.result import RunResult
 from runner.workspace import GitError
 
@@ -20,7 +21,7 @@ def set_outcome(result: RunResult, state: AgentState, outcome: AstraError | None
             result.error_kind = error_kind(outcome)
     elif not state.finished:
         result.status, result.exit_code = "failed", 1
-        result.reason = (f"the model refused: {' '.join(state.final_text.split())[:300]}"
+        result.reason = (f"the model refused: {_refusal(state)}"
                          if state.stop_reason == "refusal"
                          else f"the agent ended without finishing (stop_reason: {state.stop_reason or 'none'})")
     elif failed := [v.name for v in result.verify if not v.passed]:
@@ -53,6 +54,14 @@ def record_output_failures(result: RunResult, problems: list[str], kind: str = "
     result.reason = f"{text} (the run itself: {before})"
 
 
+def _refusal(state: AgentState) -> str:
+    """The refusal's words and the API's stop_details (category, explanation)."""
+    said = " ".join(state.final_text.split())[:300] or "(no text)"
+    details = state.stop_details or {}
+    shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", [], {}))
+    return f"{said} (stop_details: {shown})" if shown else said
+
+
 def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
     """A copy of the result with every free-text field redacted (reports are written from it)."""
     return dataclasses.replace(
@@ -60,7 +69,7 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
         reason=redactor.text(result.reason),
         verify=[
             dataclasses.replace(v, output=redactor.text(v.output),
-                                junit_xml=redactor.text(v.junit_xml) if v.junit_xml else None)
+                                junit_xml=redact_junit(v.junit_xml, redactor.text) if v.junit_xml else None)
             for v in result.verify
         ],
         permission_denials=[

@@ -9,14 +9,14 @@ anything the sandbox can write"):
 - files git should not read are left out before `git add` and reported: not regular files
   (FIFOs, sockets, devices), files over `MAX_FILE_BYTES` (a 50 GB sparse file would keep git
   busy for minutes), unreadable files;
-- files whose content holds a known secret (as is, base64 or hex) are left out too, binary
-  files included, since redacting a binary hunk cannot work.
+- files whose content holds a known secret (as is, behind XML/URL/escape encodings or terminal
+  escapes, base64 at any alignment, hex - see runner/redact.py) are left out too, binary files
+  included, since redacting a binary hunk cannot work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import stat
@@ -24,11 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.redact import Redactor
 from runner.result import FileChange, PatchStats
 from runner.walk import walk
 from runner.workspace import SAFE_CONFIG, GitError, Workspace, git_env
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""A changed file larger than this is left out of the patch (and listed): patch.diff is for review
+and `git apply`, and three 20 MB files made a 77 MB patch (issue 12.7)."""
 PATCH_TIMEOUT_S = 300.0
 
 
@@ -89,15 +92,6 @@ def _unfit_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def secret_forms(secrets: Iterable[str]) -> list[bytes]:
-    """Each secret as it could sit in a file: raw, base64, hex (best effort, not a proof)."""
-    forms: set[bytes] = set()
-    for secret in secrets:
-        raw = secret.encode()
-        forms.update({raw, base64.b64encode(raw).rstrip(b"="), raw.hex().encode(), raw.hex().upper().encode()})
-    return sorted(forms, key=len, reverse=True)
-
-
 async def compute_patch(
     ws: Workspace, *, secrets: Iterable[str] = (), time_limit_s: float = PATCH_TIMEOUT_S
 ) -> Patch:
@@ -123,7 +117,7 @@ async def compute_patch(
                    deadline=deadline, stdin=_nul_list(specs))
         common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
                   "--ignore-submodules=all", ws.base_commit]
-        leaking = await _files_holding_secrets(ws, env, deadline, common, secret_forms(secrets))
+        leaking = await _files_holding_secrets(ws, env, deadline, common, Redactor(secrets))
         if leaking:
             await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
                        env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in leaking))
@@ -140,10 +134,10 @@ def _nul_list(items: Iterable[str]) -> bytes:
 
 
 async def _files_holding_secrets(
-    ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], forms: Sequence[bytes]
+    ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], redactor: Redactor
 ) -> list[str]:
-    """The added or modified paths whose new content holds a secret form (one `cat-file --batch`)."""
-    if not forms:
+    """The added or modified paths whose new content holds a known secret (one `cat-file --batch`)."""
+    if not redactor.known_values:
         return []
     raw = await agit(ws, ["diff", "--raw", "-z", "--no-abbrev", "--diff-filter=AMT", *common], env=env,
                      deadline=deadline)
@@ -156,14 +150,14 @@ async def _files_holding_secrets(
             blobs.setdefault(parts[3], []).append(path)
     if not blobs:
         return []
-    found = await _blobs_holding(ws, list(blobs), forms, env=env, deadline=deadline)
+    found = await _blobs_holding(ws, list(blobs), redactor, env=env, deadline=deadline)
     return sorted(path for sha in found for path in blobs[sha])
 
 
 async def _blobs_holding(
-    ws: Workspace, shas: Sequence[str], forms: Sequence[bytes], *, env: Mapping[str, str], deadline: float
+    ws: Workspace, shas: Sequence[str], redactor: Redactor, *, env: Mapping[str, str], deadline: float
 ) -> set[str]:
-    """The blobs among `shas` whose content holds any of `forms`, streamed through one
+    """The blobs among `shas` whose content holds a known secret, streamed through one
     `git cat-file --batch` (one process, not one per file; a blob at a time in memory)."""
     proc = await asyncio.create_subprocess_exec(
         "git", *SAFE_CONFIG, f"--git-dir={ws.patch_git_dir}", "cat-file", "--batch",
@@ -187,7 +181,7 @@ async def _blobs_holding(
             if len(header) != 3:
                 raise GitError(f"git cat-file --batch: unexpected answer for {sha}: {b' '.join(header)!r}")
             content = await stdout.readexactly(int(header[2]) + 1)  # the content and its newline
-            if any(form in content for form in forms):
+            if redactor.holds_known_secret(content):  # as is, decoded, base64 at any offset, hex
                 found.add(sha)
         return found
 

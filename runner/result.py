@@ -78,6 +78,10 @@ class RunResult:
     task_digest: str | None = None
     """What the run was asked to do, as a digest (runner/digest.py): `batch --resume` reuses a
     result only for the same digest."""
+    compactions: int = 0
+    """Times the conversation was made smaller to stay inside the context window."""
+    cost_by_model: dict[str, float | None] = field(default_factory=dict)
+    """USD per model priced turn by turn (empty: price the summed usage)."""
 
     def to_json(self) -> dict[str, Any]:
         """result.json (SPEC §4)."""
@@ -108,4 +112,5 @@ class RunResult:
             "task_digest": self.task_digest,
             "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
+            "compactions": self.compactions,
         }

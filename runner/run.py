@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import secrets
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from runner import preflight
+from runner.agent.context import ContextManager, choose
 from runner.agent.events import (
     Event,
     LimitReached,
@@ -43,6 +45,7 @@ from runner.digest import task_digest
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
 from runner.models.base import Model
+from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.credentials import credential_values
 from runner.models.pricing import PriceTable, load_prices
 from runner.models.providers import Provider
@@ -51,6 +54,7 @@ from runner.outcome import error_kind
 from runner.outlock import hold_output_dir
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
+from runner.redact_view import strip_hidden
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
@@ -111,6 +115,7 @@ class RunContext:
     mcp: McpServers | None = None
     model: Model | None = None
     agent: Agent | None = None
+    context: ContextManager | None = None
     instructions_commit: str | None = None
     step_summary: bool = True
     patch_written: bool = False
@@ -156,6 +161,38 @@ def make_model(name: str, base_dir: Path, *, provider: Provider = "anthropic", p
     return make_api_model(name, provider, prices=prices, on_secret=on_secret)
 
 
+def model_info_date() -> str:
+    from runner.models.catalog import load_catalog
+
+    return load_catalog().date
+
+
+def model_setup(task: LoadedTask) -> tuple[ModelInfo, RequestOptions, ContextManager]:
+    """The model's row of runner/models/models.json, the task's `model_options` checked against
+    it, and how the run keeps its history inside the window. ConfigError (FILE:LINE) otherwise."""
+    spec = task.spec
+    info = model_info(spec.model or "")
+    provider = spec.provider or "anthropic"
+    if provider != "anthropic" and not (spec.model or "").startswith(SCRIPTED_PREFIX):
+        # A platform without a feature drops it from the request (runner.models.providers):
+        # choose the long-history mechanism from what the platform has, so the fallback applies.
+        from runner.models.providers import load as load_platforms
+        from runner.models.providers import resolve as resolve_platform
+
+        have = load_platforms().features[resolve_platform(provider, spec.model or "").platform]
+        info = dataclasses.replace(info, compaction=info.compaction and "compaction" in have,
+                                   context_editing=info.context_editing and "context_editing" in have)
+
+    def where(dotted: str) -> str:
+        return task.where(*dotted.split("."))
+
+    opts = spec.model_options
+    options = resolve_options(info, effort=opts.effort, thinking=opts.thinking,
+                              max_output_tokens=opts.max_output_tokens, where=where)
+    context = ContextManager(info, choose(spec.context.strategy, info, where), spec.context.trigger_tokens)
+    return info, options, context
+
+
 async def run_task(
     task: LoadedTask,
     settings: Settings,
@@ -191,7 +228,8 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor([*secrets, *credential_values()])  # every provider's credentials too
+    # every provider's credentials too; the task name and run id are never masked by shape
+    redactor = Redactor([*secrets, *credential_values()], keep=[spec.name, run_id])
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
@@ -200,7 +238,7 @@ async def run_task(
     )
     result.task_digest = task_digest(task)
     if console is not None:
-        console.redact = redactor.text
+        console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
     with hold_output_dir(out_dir), TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
         ctx.trajectory = trajectory
 
@@ -280,8 +318,19 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     env = _sandbox_env(ctx, emit)
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
+    info, options, ctx.context = model_setup(ctx.task)
+    if not _scripted(ctx):
+        known = "" if info.known else " (not in runner/models/models.json: its defaults apply)"
+        emit(Note(f"model {info.id}{known}: context window {info.context_window} tokens, output limit "
+                  f"{options.max_tokens}, request options {options.params() or 'the model defaults'}; long history: "
+                  f"{ctx.context.mechanism} at {ctx.context.trigger} tokens"))
+    if info.retired:
+        emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
+                  "the API may refuse it", level="warning"))
     ctx.model = make_model(spec.model or "", ctx.task.base_dir, provider=spec.provider or "anthropic",
                            prices=ctx.prices, on_secret=ctx.redactor.add)
+    if hasattr(ctx.model, "options"):  # an API model: the task's checked model_options
+        ctx.model.options = options
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
@@ -352,6 +401,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            disk=spec.sandbox.disk,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
@@ -387,5 +437,7 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
         task_message=build_task_message(spec.name, ctx.task.prompt),
         cost_of=ctx.prices.total,
         cost_bound_of=ctx.prices.total_bound,
+        turn_cost_of=ctx.prices.turn_cost,
+        context=ctx.context,
         model_retry_backoff_s=0.0 if _scripted(ctx) else 1.0,
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.redact_view import strip_hidden
 from runner.reports.files import write_text_atomic
 from runner.reports.junit import clean_text, merge_suites
 from runner.reports.summary import format_cost
@@ -86,7 +87,7 @@ def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_co
     Each file is attempted even when another cannot be written (a full disk): `failed` gets one
     line per file that could not be (without it, the first failure raises)."""
     ordered = sorted(entries, key=lambda e: e.name)
-    summary = summary_table(ordered, title=title, exit_code=exit_code)
+    summary = strip_hidden(summary_table(ordered, title=title, exit_code=exit_code))  # names from task files
     files: dict[str, Callable[[], str]] = {
         "results.jsonl": lambda: "".join(
             json.dumps(e.result, ensure_ascii=False, separators=(",", ":")) + "\n" for e in ordered),
