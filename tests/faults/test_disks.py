@@ -4,6 +4,7 @@ that fits is written, and the cleanup runs (or, when the patch is lost, the work
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -104,15 +105,12 @@ def test_a_failure_after_the_worktree_is_added_unregisters_it(tmp_path: Path, mo
     from tests.conftest import make_repo
 
     repo = make_repo(tmp_path / "repo", {"a": "a\n"})
-    real = ws_mod.git
 
-    def failing_init(args: list[str], **kwargs: Any) -> Any:
-        if args[:2] == ["init", "--bare"]:
-            raise ws_mod.GitError("git init failed: No space left on device")
-        return real(args, **kwargs)
+    def failing_init(path: Path, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(ws_mod, "git", failing_init)
-    with pytest.raises(ws_mod.GitError):
+    monkeypatch.setattr(ws_mod, "_init_bare", failing_init)
+    with pytest.raises(OSError, match="No space left"):
         ws_mod.Workspace.create(str(repo), None, tmp_path / "cache" / "runs" / "r1", tmp_path / "cache")
     assert worktrees(repo) == []
     assert not (tmp_path / "cache" / "runs" / "r1").exists()
