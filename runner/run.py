@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -24,10 +25,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from runner import preflight
 from runner.agent.events import (
+    AgentReady,
     Event,
     LimitReached,
     Note,
@@ -49,7 +51,7 @@ from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
-from runner.result import RunResult
+from runner.result import RunResult, last_words
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
 from runner.settings import Settings
 from runner.task import LoadedTask
@@ -144,6 +146,7 @@ async def run_task(
     instructions_commit: str | None = None,
     secrets: Sequence[str] = (),
     step_summary: bool = True,
+    event_stream: TextIO | None = None,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
@@ -152,7 +155,8 @@ async def run_task(
     of the base (a pull request's run reads them from its base branch, never from the head it
     works on). `secrets`: values to redact besides the API key, GITHUB_TOKEN and `${NAME}` values
     (a caller that removed a token from the environment passes it here). `step_summary`: append
-    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead).
+    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead). `event_stream`:
+    also write every trajectory line there as it happens (`--json`).
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
@@ -176,7 +180,10 @@ async def run_task(
     )
     if console is not None:
         console.redact = redactor.text
-    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
+    header = {"run_id": run_id, "task": spec.name, "model": spec.model or "", "provider": spec.provider,
+              "model_options": spec.model_options.model_dump(mode="json")}
+    mirror = [event_stream] if event_stream is not None else []
+    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor, header=header, mirror=mirror) as trajectory:
 
         def emit(event: Event) -> None:
             trajectory.write(event)
@@ -259,7 +266,9 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         ctx.mcp = await McpServers.start(spec.mcp_servers, sandbox=ctx.sandbox, emit=emit, redactor=ctx.redactor)
         for tool in ctx.mcp.tools():
             tools.add(tool)
-    ctx.agent = await _make_agent(ctx, tools)
+    ctx.agent = agent = await _make_agent(ctx, tools)
+    emit(AgentReady(agent.system, [dataclasses.asdict(t) for t in tools.specs()],
+                    spec.model_options.model_dump(mode="json"), agent.max_tokens, agent.task_message))
 
 
 def _scripted(ctx: RunContext) -> bool:
@@ -390,6 +399,7 @@ async def _finish(
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
     result.permission_denials = list(state.denials)
+    result.final_message = last_words(state.messages)
     result.duration_s = time.monotonic() - started
     if not ctx.patch_written:
         write_bytes_atomic(ctx.out_dir / "patch.diff", b"")

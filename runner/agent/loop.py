@@ -23,6 +23,7 @@ from runner.agent.events import (
     ToolCallStarted,
 )
 from runner.agent.guards import Guards
+from runner.conversation import block_json
 from runner.models.base import (
     Message,
     Model,
@@ -88,6 +89,7 @@ class Agent:
         self.cost_bound_of = cost_bound_of or cost_of
         self.backoff_s = model_retry_backoff_s
         self.max_tokens = max_tokens
+        self.task_message = task_message
         self.state = AgentState(messages=[Message("user", [TextBlock(task_message)])])
 
     async def run(self) -> AsyncIterator[Event]:
@@ -116,9 +118,11 @@ class Agent:
                 text=response.text,
                 tool_uses=[{"id": t.id, "name": t.name, "input": t.input} for t in response.tool_uses],
                 usage=response.usage,
-                cost_usd=state.cost_usd,
+                cost_usd=self.cost_of({response.model: response.usage}),
                 duration_s=round(time.monotonic() - started, 3),
                 retries=response.retries,
+                cumulative_cost_usd=state.cost_usd,
+                content=[block_json(b) for b in response.content],
             )
             state.messages.append(Message("assistant", list(response.content)))
             state.stop_reason = response.stop_reason

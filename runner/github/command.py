@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import secrets
 import sys
 import traceback
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from runner.github.gate import decide
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
 from runner.redact import Redactor
-from runner.reports.summary import append_step_summary
+from runner.reports.summary import append_step_summary, quote_md
 from runner.result import RunResult
 from runner.settings import Flags, Settings, apply_overrides, load_settings
 from runner.task import LoadedTask, build_task, deep_merge, load_task, parse_yaml
@@ -46,6 +47,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _ALLOW_LOCAL_SANDBOX = False
 """Tests only (monkeypatched): let `astra-run github` use the local backend. Deliberately not an
 environment variable or a task key - nothing a repository or workflow controls can set it."""
+PR_MARKER = TRACKING_MARKER.replace("tracking", "pr") + " -->"
+"""Opens the body of every pull request astra-run opens (how a follow-up recognises one)."""
+COMMIT_BODY_CHARS = 4000
 TOKEN_AUTHOR = "github-actions[bot]"  # noqa: S105 - a login, not a secret
 """Who posts with the Actions GITHUB_TOKEN."""
 
@@ -71,14 +75,28 @@ class Outputs:
     patch_path: str = ""
     branch: str = ""
     pr_url: str = ""
+    final_message: str = ""
+    """The agent's last words (redacted), several lines: written with a heredoc delimiter."""
 
     def write(self, path: str | None) -> None:
         if not path:
             return
         with open(path, "a", encoding="utf-8") as f:
             for key, value in vars(self).items():
-                text = str(value).replace("\n", " ")
-                f.write(f"{key}={text}\n")
+                text = str(value)
+                if "\n" in text or "\r" in text:
+                    # GitHub's multi-line form; the delimiter is random, so the text cannot end it early
+                    delimiter = f"ASTRA_EOF_{secrets.token_hex(16)}"
+                    f.write(f"{key}<<{delimiter}\n{text.replace(chr(13), '')}\n{delimiter}\n")
+                else:
+                    f.write(f"{key}={text}\n")
+
+
+def commit_text(text: str, limit: int = COMMIT_BODY_CHARS) -> str:
+    """Model text fit for a commit message body (`git commit-tree -F` keeps it verbatim): no
+    control characters (a terminal showing `git log` would obey them), capped."""
+    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", text.replace("\r\n", "\n")).strip()
+    return text if len(text) <= limit else text[:limit].rstrip() + " [... cut]"
 
 
 def _say(message: str) -> None:
@@ -149,6 +167,7 @@ class _GitHubRun:
             self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
             self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
             self.outputs.patch_path = str(patch_path)
+            self.outputs.final_message = self.redactor.text(result.final_message)
             exit_code = result.exit_code
             try:
                 self._publish(result, patch_path, where, outcome)
@@ -349,7 +368,7 @@ class _GitHubRun:
                                      "to this repository (nor to the fork); apply the patch below yourself")
             return
         base = result.base_commit or where.head_sha or where.base_sha
-        commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message())
+        commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message(result))
         links = gitops.risky_symlinks(commit)
         if links:
             outcome.not_published = (f"the changes add symlinks that are or point into .github "
@@ -371,7 +390,8 @@ class _GitHubRun:
             f"[`{branch}`]({url}).")
         if self.publish == "pr":
             pr_base = where.head_ref if self.req.kind == "pull_request" else where.base_ref
-            pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(), draft=True)
+            pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(result),
+                                      draft=True)
             self.outputs.pr_url = str(pr.get("html_url") or "")
             outcome.published.append(f"Opened draft pull request {self.outputs.pr_url or '(no URL returned)'}.")
 
@@ -394,17 +414,25 @@ class _GitHubRun:
         title = " ".join(req.title.split())[:120]
         return f"astra-run: {title} (#{req.number})" if title else f"astra-run: #{req.number}"
 
-    def _message(self) -> str:
-        lines = [self._title(), "", f"Made by astra-run in {self.env.run_url}"]
+    def _message(self, result: RunResult) -> str:
+        """The commit message: title, the agent's final message as the body, then trailers."""
+        lines = [self._title(), ""]
+        words = commit_text(self.redactor.text(result.final_message))
+        if words:
+            lines += [words, ""]
+        lines.append(f"Made by astra-run in {self.env.run_url}")
         if self.req.actor:
             lines.append(f"Requested-by: {self.req.actor}")
         return "\n".join(lines) + "\n"
 
-    def _pr_body(self) -> str:
+    def _pr_body(self, result: RunResult) -> str:
         req = self.req
         link = (f"Resolves #{req.number}." if req.kind == "issue"
                 else f"Follow-up to #{req.number}." if req.kind == "pull_request" else "")
         asked = f" requested by @{req.actor}" if req.actor else ""
-        return (f"{TRACKING_MARKER.replace('tracking', 'pr')} -->\n"
+        body = (f"{PR_MARKER}\n"
                 f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
                 f"[job log and artifacts]({self.env.run_url}).\n")
+        if result.final_message.strip():
+            body += "\n**What the agent says it did:**\n\n" + quote_md(self.redactor.text(result.final_message)) + "\n"
+        return body

@@ -57,7 +57,7 @@ def _one_line(text: str, limit: int = 600) -> str:
 
 def result_body(mark: str, run_url: str, result: RunResult, patch: str, outcome: Outcome,
                 title: str = "astra-run") -> str:
-    from runner.reports.summary import format_cost, format_duration, status_word
+    from runner.reports.summary import format_cost, format_duration, quote_md, status_word, verify_tails_md
 
     lines = [mark, f"### {title}: {status_word(result)}", "", f"**Reason:** {_one_line(result.reason)}", ""]
     verify = ", ".join(f"{_code(v.name)} {'passed' if v.passed else 'FAILED'}" for v in result.verify) or "none"
@@ -69,6 +69,9 @@ def result_body(mark: str, run_url: str, result: RunResult, patch: str, outcome:
         f"| Verify | {verify} |",
         "",
     ]
+    if result.final_message.strip():
+        lines += ["**Final message:**", "", quote_md(result.final_message), ""]
+    lines += verify_tails_md(result.verify)
     stats = result.patch
     if stats.files_changed:
         lines.append(f"**Changed files** ({stats.files_changed}, +{stats.insertions} −{stats.deletions}):")

@@ -15,6 +15,7 @@ Messages carry the status and the API's own error message, never the API key.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import os
@@ -70,6 +71,19 @@ EMPTY_MESSAGE = "(no content)"
 """Stands in for a message whose blocks were all empty text: the API rejects empty content."""
 
 
+_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("astra_attempts", default=None)
+"""Per model call: the HTTP attempts the SDK made (one per request it sent, its retries included).
+A context variable, because the httpx hook runs inside the call's own task."""
+
+
+async def _count_attempt(request: httpx2.Request) -> None:
+    """httpx request hook: the SDK exposes its retries only indirectly (each retry is a new request
+    through this client, carrying `x-stainless-retry-count`); count them for the trajectory."""
+    attempts = _ATTEMPTS.get()
+    if attempts is not None:
+        attempts.append(1)
+
+
 class _StreamBroken(Exception):
     """The response stream died before `message_stop`: the turn may be re-sent."""
 
@@ -114,7 +128,8 @@ class AnthropicModel:
             timeout=timeout,
             # One TLS context per process: building one reads the CA bundle (~26 ms of CPU),
             # which a batch of concurrent runs would otherwise pay per run.
-            http_client=anthropic.DefaultAsyncHttpxClient(verify=_shared_ssl_context(), timeout=timeout),
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=_shared_ssl_context(), timeout=timeout,
+                                                          event_hooks={"request": [_count_attempt]}),
         )
 
     @property
@@ -126,6 +141,14 @@ class AnthropicModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         params = self.build_params(request)
+        attempts: list[int] = []
+        token = _ATTEMPTS.set(attempts)
+        try:
+            return await self._complete(params, attempts)
+        finally:
+            _ATTEMPTS.reset(token)
+
+    async def _complete(self, params: dict[str, Any], attempts: list[int]) -> ModelResponse:
         retries = 0
         while True:
             try:
@@ -143,7 +166,7 @@ class AnthropicModel:
                 response.stop_reason,
                 response.usage,
                 response.model,
-                retries=retries,
+                retries=max(retries, len(attempts) - 1),  # every request after the first was a retry
                 request_id=response.request_id,
             )
 
