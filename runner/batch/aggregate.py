@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.reports.files import write_text_atomic
+from runner.reports.html import render_index
 from runner.reports.junit import clean_text, merge_suites
 from runner.reports.summary import format_cost
 
 FINAL_STATUSES = frozenset({"success", "failed", "limit"})
 """A result.json with one of these is reused by --resume; `error` and `interrupted` run again."""
 SKIPPED = "skipped"
-AGGREGATE_FILES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl"})
+AGGREGATE_FILES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl", "report.html"})
 """The batch's files in OUT/ itself: no task directory may take their place."""
 
 
@@ -88,6 +89,8 @@ def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_co
     write_text_atomic(out / "cost.json", json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n")
     summary = summary_table(ordered, title=title, exit_code=exit_code)
     write_text_atomic(out / "summary.md", summary)
+    write_text_atomic(out / "report.html", render_index(title, (
+        (e.name, e.result, e.dir is not None and (e.dir / "report.html").is_file()) for e in ordered)))
     return summary
 
 
