@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from runner import preflight
+from runner import resume as resume_state
 from runner.agent.events import (
     AgentReady,
     Event,
@@ -35,6 +36,7 @@ from runner.agent.events import (
     Note,
     RunError,
     RunFinished,
+    RunResumed,
     RunStarted,
     SandboxReady,
 )
@@ -61,6 +63,7 @@ from runner.workspace import Workspace
 
 if TYPE_CHECKING:
     from runner.mcp import McpServers
+    from runner.resume import Resumed
 
 EmitFn = Callable[[Event], None]
 
@@ -105,6 +108,8 @@ class RunContext:
     patch_written: bool = False
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
+    resumed: Resumed | None = None
+    """Set when this run continues a stopped one (`run --resume`)."""
 
 
 def install_signal_handlers(interrupt: Interrupt) -> None:
@@ -147,6 +152,7 @@ async def run_task(
     secrets: Sequence[str] = (),
     step_summary: bool = True,
     event_stream: TextIO | None = None,
+    resume: Resumed | None = None,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
@@ -156,11 +162,12 @@ async def run_task(
     works on). `secrets`: values to redact besides the API key, GITHUB_TOKEN and `${NAME}` values
     (a caller that removed a token from the environment passes it here). `step_summary`: append
     summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead). `event_stream`:
-    also write every trajectory line there as it happens (`--json`).
+    also write every trajectory line there as it happens (`--json`). `resume`: continue that
+    stopped run (runner.resume) instead of starting one.
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
-    run_id = new_run_id(spec.name)
+    run_id = resume.run_id if resume else new_run_id(spec.name)
     out_dir = Path(spec.outputs.dir).expanduser().resolve()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -169,21 +176,22 @@ async def run_task(
     started = time.monotonic()
     result = RunResult(
         run_id=run_id, task=spec.name, model=spec.model or "",
-        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        started_at=resume.started_at if resume else dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     redactor = Redactor(secrets)
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
-        step_summary=step_summary,
+        step_summary=step_summary, resumed=resume,
     )
     if console is not None:
         console.redact = redactor.text
     header = {"run_id": run_id, "task": spec.name, "model": spec.model or "", "provider": spec.provider,
               "model_options": spec.model_options.model_dump(mode="json")}
     mirror = [event_stream] if event_stream is not None else []
-    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor, header=header, mirror=mirror) as trajectory:
+    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor, header=header, mirror=mirror,
+                          append=resume is not None, t_offset=resume.duration_s if resume else 0.0) as trajectory:
 
         def emit(event: Event) -> None:
             trajectory.write(event)
@@ -267,6 +275,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         for tool in ctx.mcp.tools():
             tools.add(tool)
     ctx.agent = agent = await _make_agent(ctx, tools)
+    if ctx.resumed is not None:
+        ctx.resumed.restore(agent, ctx.model)
     emit(AgentReady(agent.system, [dataclasses.asdict(t) for t in tools.specs()],
                     spec.model_options.model_dump(mode="json"), agent.max_tokens, agent.task_message))
 
@@ -287,6 +297,12 @@ def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
 
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
+    if ctx.resumed is not None:  # the worktree as the stopped part left it
+        ctx.workspace = ctx.resumed.workspace()
+        ctx.result.base_commit = ctx.workspace.base_commit
+        emit(RunResumed(ctx.resumed.part, ctx.resumed.stopped, spec.limits.model_dump(),
+                        int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
+        return
     try:
         ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache)
     except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
@@ -401,6 +417,14 @@ async def _finish(
     result.permission_denials = list(state.denials)
     result.final_message = last_words(state.messages)
     result.duration_s = time.monotonic() - started
+    if ctx.resumed is not None:
+        result.duration_s += ctx.resumed.duration_s
+        result.resumed = ctx.resumed.part
+    kept = resume_state.save(ctx, result, ctx.resumed)
+    if kept:
+        emit(Note(f"the run can be continued: astra-run run --resume {ctx.out_dir} (with higher limits)"))
+    elif ctx.resumed is not None:
+        resume_state.discard(ctx.run_dir)
     if not ctx.patch_written:
         write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
     emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
@@ -409,7 +433,7 @@ async def _finish(
                                        step_summary=ctx.step_summary)
     for warning in warnings:
         emit(Note(warning, level="warning"))
-    await _cleanup(ctx, keep, emit)
+    await _cleanup(ctx, keep or kept, emit)
 
 
 async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from runner import __version__
-from runner.models import base as models_base
-from runner.models.base import Usage
 from runner.conversation import block_json
-from runner.models.base import TextBlock, ToolUse
+from runner.models import base as models_base
+from runner.models.base import TextBlock, ToolUse, Usage
 from runner.models.pricing import load_prices
 from runner.reports.summary import md_literal, quote_md
 from runner.reports.trajectory import SCHEMA_VERSION
