@@ -27,10 +27,11 @@ from typing import Any
 
 from runner.errors import AstraError, ConfigError
 from runner.github import comment as tracking
-from runner.github import gitops
+from runner.github import followup, gitops
 from runner.github.api import GitHubAPI, GitHubAPIError
 from runner.github.event import GitHubEnv, Request, Skip, load_event
 from runner.github.gate import decide
+from runner.github.progress import LiveComment
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
 from runner.redact import Redactor
@@ -146,6 +147,8 @@ class _GitHubRun:
         self.pull: dict[str, Any] = {}
         self.git_dir = Path()
         self._defaults_root: Any = None
+        self.steps = ""
+        """The last progress checklist (shown, collapsed, in the final comment)."""
 
     # -------------------------------------------------------------------------- flow
 
@@ -216,9 +219,28 @@ class _GitHubRun:
 
         interrupt = Interrupt()
         install_signal_handlers(interrupt)
-        return await run_task(task, self.settings, console=Console(sys.stdout, verbosity=0),
-                              interrupt=interrupt, instructions_commit=where.base_sha,
-                              secrets=[self.env.token] if self.env.token else [])
+        console = Console(sys.stdout, verbosity=0)
+        live = None
+        if self._comments_on() and self.comment_id is not None:
+            live = LiveComment(console, post=self._update_tracking, frame=self._progress_body)
+        try:
+            return await run_task(task, self.settings, console=live or console,
+                                  interrupt=interrupt, instructions_commit=where.base_sha,
+                                  secrets=[self.env.token] if self.env.token else [])
+        finally:
+            if live is not None:
+                await asyncio.to_thread(live.close)
+                self.steps = live.checklist()
+
+    def _update_tracking(self, body: str) -> None:
+        assert self.comment_id is not None
+        self.api.update_comment(self.comment_id, self.redactor.text(body))
+
+    def _progress_body(self, checklist: str) -> str:
+        return tracking.progress_body(self.mark, self.env.run_url, self._what(), checklist)
+
+    def _what(self) -> str:
+        return f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
 
     # ------------------------------------------------------------------- where to work
 
@@ -239,6 +261,8 @@ class _GitHubRun:
             head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head.get("repo"), dict) else None
             same_repo = bool(head_repo) and str(head_repo).lower() == self.env.repository.lower()
             base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
+            if same_repo and followup.is_own_pull(pull, self.env.repository, PR_MARKER):
+                return self._follow_up_where(req.number, pull, base_ref, base_sha)
             try:
                 head_sha = self._fetch(f"refs/pull/{req.number}/head", "refs/astra/head")
             except GitError:
@@ -248,6 +272,13 @@ class _GitHubRun:
             head_ref = str(head.get("ref") or "")
             return Where(base_ref, base_sha, head_sha, head_ref, same_repo)
         if req.kind == "issue":
+            assert req.number is not None
+            own = followup.open_pull_for_issue(self.api.pulls(), req.number, self.env.repository, PR_MARKER)
+            if own is not None:
+                self.pull = own
+                base_ref = self._branch_name((own.get("base") or {}).get("ref"))
+                base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
+                return self._follow_up_where(int(own["number"]), own, base_ref, base_sha)
             repo = self.event.get("repository")
             default = repo.get("default_branch") if isinstance(repo, dict) else None
             base_ref = self._branch_name(default or self.env.ref_name or "main")
@@ -256,6 +287,18 @@ class _GitHubRun:
         default = repo.get("default_branch") if isinstance(repo, dict) else None
         base_ref = self._branch_name(self.env.ref_name or default or "main")
         return Where(base_ref, gitops.rev_parse(self.git_dir, "HEAD"))
+
+    def _follow_up_where(self, pr_number: int, pull: dict[str, Any], base_ref: str, base_sha: str) -> Where:
+        """Continue astra-run's own branch: its head (fetched by name: what a fast-forward push
+        builds on), what the earlier runs said, and the thread's comments since."""
+        assert self.req.number is not None
+        branch = self._branch_name((pull.get("head") or {}).get("ref"))
+        head_sha = self._fetch(f"refs/heads/{branch}", "refs/astra/head")
+        comments, left_out = followup.comments_since(self.api.comments(self.req.number), self.req.comment_id)
+        follow = followup.FollowUp(pr_number, branch, followup.earlier_messages(self.git_dir, base_sha, head_sha),
+                                   comments, left_out)
+        _say(f"following up on pull request #{pr_number} (branch {branch})")
+        return Where(base_ref, base_sha, head_sha, branch, True, follow_up=follow)
 
     # --------------------------------------------------------------------------- task
 
@@ -318,8 +361,7 @@ class _GitHubRun:
         if not self._comments_on():
             return
         assert self.req.number is not None
-        what = f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
-        body = tracking.working_body(self.mark, self.env.run_url, what)
+        body = tracking.working_body(self.mark, self.env.run_url, self._what())
         for c in self.api.comments(self.req.number):
             if (isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int)
                     and _is_own_comment(c)):
@@ -350,7 +392,7 @@ class _GitHubRun:
             patch = patch_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             patch = ""
-        self._post(tracking.result_body(self.mark, self.env.run_url, result, patch, outcome))
+        self._post(tracking.result_body(self.mark, self.env.run_url, result, patch, outcome, steps=self.steps))
 
     # ----------------------------------------------------------------------- publish
 
@@ -379,6 +421,14 @@ class _GitHubRun:
             outcome.not_published = (f"the changes touch {', '.join(protected[:5])}; changes to .github itself or "
                                      f"under {' and '.join(d + '/' for d in gitops.PROTECTED_DIRS)} are published "
                                      "only when ASTRA_ALLOW_WORKFLOW_CHANGES=true (input allow_workflow_changes)")
+            return
+        if where.follow_up is not None:  # astra-run's own branch: a fast-forward, never a new pull request
+            branch = where.follow_up.branch
+            gitops.push(self.git_dir, commit.sha, branch, self.env.token, self.env.server_url)
+            self.outputs.branch = branch
+            self.outputs.pr_url = f"{self.env.server_url}/{self.env.repository}/pull/{where.follow_up.pr_number}"
+            outcome.published.append(f"Pushed {commit.sha[:12]} to branch `{branch}` of pull request "
+                                     f"#{where.follow_up.pr_number}.")
             return
         to_head = self.req.kind == "pull_request" and _flag("ASTRA_PUSH_TO_PR_HEAD") and self.publish == "branch"
         branch = self._branch_name(where.head_ref) if to_head else self._new_branch()
