@@ -21,6 +21,7 @@ import re
 import secrets
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,7 @@ class _GitHubRun:
         self._defaults_root: Any = None
         self.steps = ""
         """The last progress checklist (shown, collapsed, in the final comment)."""
+        self._run_redact: Callable[[str], str] = lambda text: text
 
     # -------------------------------------------------------------------------- flow
 
@@ -164,13 +166,13 @@ class _GitHubRun:
             where = self._resolve()
             self._start_tracking()
             task = self._task(where)
-            result = asyncio.run(self._run(task, where))
+            result = self._redacted(asyncio.run(self._run(task, where)))
             out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
             patch_path = out_dir / "patch.diff"
             self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
             self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
             self.outputs.patch_path = str(patch_path)
-            self.outputs.final_message = self.redactor.text(result.final_message)
+            self.outputs.final_message = result.final_message
             exit_code = result.exit_code
             try:
                 self._publish(result, patch_path, where, outcome)
@@ -224,13 +226,27 @@ class _GitHubRun:
         if self._comments_on() and self.comment_id is not None:
             live = LiveComment(console, post=self._update_tracking, frame=self._progress_body)
         try:
-            return await run_task(task, self.settings, console=live or console,
-                                  interrupt=interrupt, instructions_commit=where.base_sha,
-                                  secrets=[self.env.token] if self.env.token else [])
+            result = await run_task(task, self.settings, console=live or console,
+                                    interrupt=interrupt, instructions_commit=where.base_sha,
+                                    secrets=[self.env.token] if self.env.token else [])
+            self._run_redact = console.redact  # the run's redactor: its sandbox.env values too
+            return result
         finally:
             if live is not None:
                 await asyncio.to_thread(live.close)
                 self.steps = live.checklist()
+
+    def _clean(self, text: str) -> str:
+        """Redacted of every secret the run knew and the token (before any escaping, which would
+        hide a secret from the redactor)."""
+        return self.redactor.text(self._run_redact(text))
+
+    def _redacted(self, result: RunResult) -> RunResult:
+        """The run's result with its free text redacted: all that is published is made from it."""
+        clean = self._clean
+        return dataclasses.replace(
+            result, reason=clean(result.reason), final_message=clean(result.final_message),
+            verify=[dataclasses.replace(v, name=clean(v.name), output=clean(v.output)) for v in result.verify])
 
     def _update_tracking(self, body: str) -> None:
         assert self.comment_id is not None
@@ -375,7 +391,7 @@ class _GitHubRun:
         if not self._comments_on():
             return
         assert self.req.number is not None
-        body = self.redactor.text(body)
+        body = self._clean(body)
         try:
             if self.comment_id is not None:
                 self.api.update_comment(self.comment_id, body)
@@ -467,7 +483,7 @@ class _GitHubRun:
     def _message(self, result: RunResult) -> str:
         """The commit message: title, the agent's final message as the body, then trailers."""
         lines = [self._title(), ""]
-        words = commit_text(self.redactor.text(result.final_message))
+        words = commit_text(result.final_message)
         if words:
             lines += [words, ""]
         lines.append(f"Made by astra-run in {self.env.run_url}")
@@ -484,5 +500,5 @@ class _GitHubRun:
                 f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
                 f"[job log and artifacts]({self.env.run_url}).\n")
         if result.final_message.strip():
-            body += "\n**What the agent says it did:**\n\n" + quote_md(self.redactor.text(result.final_message)) + "\n"
+            body += "\n**What the agent says it did:**\n\n" + quote_md(result.final_message) + "\n"
         return body

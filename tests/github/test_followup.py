@@ -11,13 +11,15 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 
 from runner.agent.events import ModelTurn, ToolCallFinished, ToolCallStarted
 from runner.github.progress import LiveComment
 from runner.models.base import Usage
+from runner.reports.summary import quote_md
 from tests.conftest import sh_git
-from tests.github.conftest import World
-from tests.github.test_flow import comment_event
+from tests.github.conftest import BASE_TASK, FIX, World
+from tests.github.test_flow import _commit_on_origin, comment_event
 
 DOCSTRING_EDIT = {"name": "edit", "input": {"path": "calc.py", "old_string": "def mean(xs):\n",
                                             "new_string": "def mean(xs):\n    \"\"\"The mean; 0 for no values.\"\"\"\n"}}
@@ -140,3 +142,32 @@ def test_live_progress_is_throttled_and_escaped() -> None:
     last = posts[-1][1]
     assert "Turn 30" in last and "Cost so far: $0.3000" in last and "earlier steps" in last
     assert "![x](" not in last and "@alice" not in last
+
+
+def test_final_message_everywhere_on_github(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "host-secret-value-0123456789abcdef"
+    world.monkeypatch.setenv("HOST_K", secret)
+    task = yaml.safe_dump({**BASE_TASK, "sandbox": {"backend": "local", "env": {"K": "${HOST_K}"}}})
+    _commit_on_origin(world, {".astra/task.yaml": task})
+    final = f"Fixed mean([]) for @Codertocat.\nThe key was {secret} ![x](https://evil.example/p)"
+    world.script([FIX[0], {"text": final}])
+    world.event("issue_comment", comment_event("/astra fix it"))
+    assert world.run("pr") == 0
+    expected = final.replace(secret, "[REDACTED]")
+    assert world.result()["final_message"] == expected
+    assert quote_md(expected) in (world.out / "summary.md").read_text()
+    assert "final message: Fixed mean([]) for @Codertocat. The key was [REDACTED]" in capsys.readouterr().out
+    comment = world.gh.comments[1][0]["body"]
+    pr = world.gh.created_pulls[0]
+    assert quote_md(expected) in comment and quote_md(expected) in pr["body"]
+    commit = world.branches()[pr["head"]["ref"]]
+    assert expected in sh_git(world.origin, "log", "-1", "--format=%B", commit)
+    # the action output, in GitHub's multi-line form
+    raw = (world.tmp / "gh_output").read_text()
+    start = raw.index("final_message<<")
+    delimiter = raw[start:].split("\n", 1)[0].removeprefix("final_message<<")
+    value = raw[start:].split("\n", 1)[1].split(f"\n{delimiter}\n", 1)[0]
+    assert value == expected and len(delimiter) > 20
+    for text in (comment, pr["body"], raw, *(p.read_text() for p in world.out.iterdir())):
+        assert secret not in text
+    assert "![x](" not in comment and "![x](" not in pr["body"] and "@Codertocat" not in comment
