@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from runner.resume import NOT_COMPLETED, STATE_FILE
 from tests.core.test_run_e2e import astra, scenario
 from tests.e2e.test_api_e2e import API_KEY, cli_env, result, setup_task
@@ -42,8 +44,9 @@ def events(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "trajectory.jsonl").read_text().splitlines()]
 
 
-def test_resume_after_a_cost_limit_finishes_the_work(tmp_path: Path) -> None:
-    task, _, out = setup_task(tmp_path, limits={"max_cost_usd": 0.1})
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_resume_after_a_cost_limit_finishes_the_work(tmp_path: Path, backend: str) -> None:
+    task, _, out = setup_task(tmp_path, backend, limits={"max_cost_usd": 0.1})
     with FakeMessagesAPI(TWO_PARTS, api_key=API_KEY) as api:
         env = cli_env(api, tmp_path)
         first = cli(env, tmp_path, str(task))
