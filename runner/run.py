@@ -302,6 +302,7 @@ async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
         ctx.result.base_commit = ctx.workspace.base_commit
         emit(RunResumed(ctx.resumed.part, ctx.resumed.stopped, spec.limits.model_dump(),
                         int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
+        emit(Note(f"resuming run {ctx.run_id} (it stopped: {ctx.resumed.stopped})"))
         return
     try:
         ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache)

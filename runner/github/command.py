@@ -28,15 +28,14 @@ from typing import Any
 
 from runner.errors import AstraError, ConfigError
 from runner.github import comment as tracking
-from runner.github import followup, gitops
+from runner.github import followup, gitops, messages
 from runner.github.api import GitHubAPI, GitHubAPIError
 from runner.github.event import GitHubEnv, Request, Skip, load_event
 from runner.github.gate import decide
 from runner.github.progress import LiveComment
 from runner.github.prompt import Where, build_prompt
-from runner.github.text import TRACKING_MARKER
 from runner.redact import Redactor
-from runner.reports.summary import append_step_summary, quote_md
+from runner.reports.summary import append_step_summary
 from runner.result import RunResult
 from runner.settings import Flags, Settings, apply_overrides, load_settings
 from runner.task import LoadedTask, build_task, deep_merge, load_task, parse_yaml
@@ -49,9 +48,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _ALLOW_LOCAL_SANDBOX = False
 """Tests only (monkeypatched): let `astra-run github` use the local backend. Deliberately not an
 environment variable or a task key - nothing a repository or workflow controls can set it."""
-PR_MARKER = TRACKING_MARKER.replace("tracking", "pr") + " -->"
-"""Opens the body of every pull request astra-run opens (how a follow-up recognises one)."""
-COMMIT_BODY_CHARS = 4000
 TOKEN_AUTHOR = "github-actions[bot]"  # noqa: S105 - a login, not a secret
 """Who posts with the Actions GITHUB_TOKEN."""
 
@@ -92,13 +88,6 @@ class Outputs:
                     f.write(f"{key}<<{delimiter}\n{text.replace(chr(13), '')}\n{delimiter}\n")
                 else:
                     f.write(f"{key}={text}\n")
-
-
-def commit_text(text: str, limit: int = COMMIT_BODY_CHARS) -> str:
-    """Model text fit for a commit message body (`git commit-tree -F` keeps it verbatim): no
-    control characters (a terminal showing `git log` would obey them), capped."""
-    text = re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", text.replace("\r\n", "\n")).strip()
-    return text if len(text) <= limit else text[:limit].rstrip() + " [... cut]"
 
 
 def _say(message: str) -> None:
@@ -277,7 +266,7 @@ class _GitHubRun:
             head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head.get("repo"), dict) else None
             same_repo = bool(head_repo) and str(head_repo).lower() == self.env.repository.lower()
             base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
-            if same_repo and followup.is_own_pull(pull, self.env.repository, PR_MARKER):
+            if same_repo and followup.is_own_pull(pull, self.env.repository, messages.PR_MARKER):
                 return self._follow_up_where(req.number, pull, base_ref, base_sha)
             try:
                 head_sha = self._fetch(f"refs/pull/{req.number}/head", "refs/astra/head")
@@ -289,7 +278,7 @@ class _GitHubRun:
             return Where(base_ref, base_sha, head_sha, head_ref, same_repo)
         if req.kind == "issue":
             assert req.number is not None
-            own = followup.open_pull_for_issue(self.api.pulls(), req.number, self.env.repository, PR_MARKER)
+            own = followup.open_pull_for_issue(self.api.pulls(), req.number, self.env.repository, messages.PR_MARKER)
             if own is not None:
                 self.pull = own
                 base_ref = self._branch_name((own.get("base") or {}).get("ref"))
@@ -474,31 +463,10 @@ class _GitHubRun:
         return f"astra/{what.replace('_', '-')}-{stamp}"
 
     def _title(self) -> str:
-        req = self.req
-        if req.kind == "none":
-            return f"astra-run: {self.env.event_name} run {self.env.run_id}"
-        title = " ".join(req.title.split())[:120]
-        return f"astra-run: {title} (#{req.number})" if title else f"astra-run: #{req.number}"
+        return messages.title(self.req, self.env.event_name, self.env.run_id)
 
     def _message(self, result: RunResult) -> str:
-        """The commit message: title, the agent's final message as the body, then trailers."""
-        lines = [self._title(), ""]
-        words = commit_text(result.final_message)
-        if words:
-            lines += [words, ""]
-        lines.append(f"Made by astra-run in {self.env.run_url}")
-        if self.req.actor:
-            lines.append(f"Requested-by: {self.req.actor}")
-        return "\n".join(lines) + "\n"
+        return messages.commit_message(self._title(), result.final_message, self.env.run_url, self.req.actor)
 
     def _pr_body(self, result: RunResult) -> str:
-        req = self.req
-        link = (f"Resolves #{req.number}." if req.kind == "issue"
-                else f"Follow-up to #{req.number}." if req.kind == "pull_request" else "")
-        asked = f" requested by @{req.actor}" if req.actor else ""
-        body = (f"{PR_MARKER}\n"
-                f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
-                f"[job log and artifacts]({self.env.run_url}).\n")
-        if result.final_message.strip():
-            body += "\n**What the agent says it did:**\n\n" + quote_md(result.final_message) + "\n"
-        return body
+        return messages.pr_body(self.req, self.env.run_url, result.final_message)

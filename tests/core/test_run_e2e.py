@@ -200,7 +200,10 @@ def test_sigterm_mid_tool_call_writes_outputs_and_exits_143(tmp_path: Path) -> N
     r = result_of(out)
     assert r["status"] == "interrupted" and r["exit_code"] == 143
     assert "partial.txt" in (out / "patch.diff").read_text()
-    assert not list((tmp_path / "cache" / "runs").iterdir())
+    # an interrupted run can be resumed: only its worktree and saved conversation stay (issue 16)
+    assert r["resumable"] is True
+    (run_dir,) = (tmp_path / "cache" / "runs").iterdir()
+    assert {p.name for p in run_dir.iterdir()} <= {"worktree", "resume.json", "owner.json", "patch.git"}
     ps = subprocess.run(["pgrep", "-f", "sleep 93.17"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
 
