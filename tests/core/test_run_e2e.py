@@ -20,7 +20,7 @@ import yaml
 
 from tests.conftest import make_repo, sh_git, tree_digest
 
-OUTPUT_FILES = {"result.json", "patch.diff", "junit.xml", "cost.json", "summary.md", "trajectory.jsonl"}
+OUTPUT_FILES = {"result.json", "patch.diff", "junit.xml", "cost.json", "summary.md", "trajectory.jsonl", "report.html"}
 
 BUGGY = "def mean(xs):\n    return sum(xs) / len(xs)\n"
 TEST = "from calc import mean\n\ndef test_empty():\n    assert mean([]) == 0\n\ndef test_two():\n    assert mean([1, 3]) == 2\n"
