@@ -231,7 +231,8 @@ def _turn_html(turn: _Turn) -> str:
         if kind == "text":
             body.append(f"<div class=\"text\">{_esc(str(block.get('text') or ''))}</div>")
         elif kind in ("thinking", "redacted_thinking"):
-            words = str(block.get("thinking") or "") if kind == "thinking" else "(redacted by the API)"
+            words = (str(block.get("thinking") or block.get("summary") or block.get("text") or "")
+                     if kind == "thinking" else "(redacted by the API)")
             body.append(f"<details><summary class=\"muted\">thinking</summary><div class=\"body\">"
                         f"<div class=\"text\">{_esc(words or '(empty)')}</div></div></details>")
         elif kind == "tool_use":
