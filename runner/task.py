@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -74,9 +75,9 @@ class SandboxSpec(_Strict):
 
     @field_validator("memory", "disk")
     @classmethod
-    def _size(cls, v: str) -> str:
+    def _size(cls, v: str, info: ValidationInfo) -> str:
         if not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", v.strip()):
-            raise ValueError(f"{v!r} is not a size like 512m or 4g")
+            raise ValueError(f"{v!r} is not a {info.field_name} size like 512m or 4g")
         return v.strip()
 
 
