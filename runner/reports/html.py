@@ -30,6 +30,8 @@ MAX_BLOCK_CHARS = 60_000
 """One text block (a tool's output, a thinking block) is cut here: the trajectory has it all."""
 MAX_PATCH_CHARS = 2_000_000
 _NOT_HTML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+_EXIT_MARK = re.compile(r"\[(?:no output, )?exit code (-?\d+)\]\s*$")
+"""How the bash tool ends its output (runner/tools/shell.py)."""
 STATUS_WORDS = {"success": "success", "failed": "failed", "limit": "stopped by a limit",
                 "error": "infrastructure error", "interrupted": "interrupted", "skipped": "skipped"}
 
@@ -183,6 +185,9 @@ def _call_html(call: _Call) -> str:
         verdict = f"<span class=\"denied\">denied</span> ({_esc(call.rule or 'policy default')})"
     elif call.output is None:
         verdict = "<span class=\"muted\">no result (stopped)</span>"
+    elif exit_mark := _EXIT_MARK.search(call.output[-200:]):
+        code = exit_mark.group(1)
+        verdict = f"<span class=\"{'tool-ok' if code == '0' else 'tool-bad'}\">exit {_esc(code)}</span>"
     else:
         verdict = "<span class=\"tool-bad\">error</span>" if call.is_error else "<span class=\"tool-ok\">ok</span>"
     took = "" if call.duration_s is None else f" · {call.duration_s:.1f}s"

@@ -146,3 +146,29 @@ def test_the_open_call_result_text() -> None:
     closed = _close_open_calls(messages)
     assert closed[-1].role == "user"
     assert closed[-1].content == [ToolResult("t1", NOT_COMPLETED, True), ToolResult("t2", NOT_COMPLETED, True)]
+
+
+def test_resume_after_an_interrupt_through_the_real_sdk(tmp_path: Path) -> None:
+    """The Messages API refuses a tool_use without its tool_result: the cut-off call must get one."""
+    turns = [{"text": "waiting", "tool_calls": [{"name": "bash", "input": {"command": "sleep 61.3"}}]},
+             {"text": "Resumed and done."}]
+    task, _, out = setup_task(tmp_path, policy={"default": "allow"}, verify=[])
+    with FakeMessagesAPI(turns, api_key=API_KEY) as api:
+        env = cli_env(api, tmp_path)
+        proc = subprocess.Popen([sys.executable, "-m", "runner", "run", str(task)], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+                (out / "trajectory.jsonl").exists() and "sleep 61.3" in (out / "trajectory.jsonl").read_text()):
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 143
+        second = cli(env, tmp_path, "--resume", str(out))
+        assert second.returncode == 0, second.stdout + second.stderr
+        last = api.requests[-1]["messages"]
+    assert last[-1]["role"] == "user"
+    (block,) = last[-1]["content"]
+    assert block["type"] == "tool_result" and block["is_error"] and "may or may not" in block["content"]
+    assert result(out)["final_message"] == "Resumed and done."
