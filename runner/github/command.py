@@ -34,6 +34,7 @@ from runner.github.event import GitHubEnv, Request, Skip, load_event
 from runner.github.gate import decide
 from runner.github.progress import LiveComment
 from runner.github.prompt import Where, build_prompt
+from runner.github.text import TRACKING_MARKER
 from runner.redact import Redactor
 from runner.reports.summary import append_step_summary
 from runner.result import RunResult
@@ -153,7 +154,7 @@ class _GitHubRun:
         try:
             self.git_dir = gitops.git_dir_of(self.checkout)
             where = self._resolve()
-            self._start_tracking()
+            self._start_tracking(where)
             task = self._task(where)
             result = self._redacted(asyncio.run(self._run(task, where)))
             out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
@@ -362,17 +363,22 @@ class _GitHubRun:
     def _comments_on(self) -> bool:
         return self.publish != "none" and self.req.number is not None
 
-    def _start_tracking(self) -> None:
+    def _start_tracking(self, where: Where) -> None:
+        """This request's tracking comment: found again by its marker on a re-run of the job; for a
+        follow-up, the thread's existing astra-run tracking comment (SPEC §8: the same comment is
+        updated, a sticky comment), else a new one."""
         if not self._comments_on():
             return
         assert self.req.number is not None
         body = tracking.working_body(self.mark, self.env.run_url, self._what())
-        for c in self.api.comments(self.req.number):
-            if (isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int)
-                    and _is_own_comment(c)):
-                self.comment_id = c["id"]
-                self.api.update_comment(c["id"], body)
-                return
+        own = [c for c in self.api.comments(self.req.number)
+               if isinstance(c.get("body"), str) and isinstance(c.get("id"), int) and _is_own_comment(c)]
+        same = [c for c in own if c["body"].startswith(self.mark)]
+        sticky = [c for c in own if c["body"].startswith(TRACKING_MARKER)] if where.follow_up is not None else []
+        for c in (same or sticky[-1:]):
+            self.comment_id = c["id"]
+            self.api.update_comment(c["id"], body)
+            return
         created = self.api.create_comment(self.req.number, body)
         self.comment_id = created.get("id") if isinstance(created.get("id"), int) else None
 

@@ -74,6 +74,17 @@ def test_follow_up_on_own_draft_pr_pushes_a_second_commit(world: World) -> None:
     final = edits[-1]
     assert "SUCCESS" in final and f"Pushed {head[:12]} to branch `{branch}`" in final
     assert "> Added the docstring\\." in final and "<summary>Steps</summary>" in final
+    # a third request on the pull request: a third commit, and the same comment again
+    world.script([{"tool_calls": [{"name": "write", "input": {"path": "NOTES.md", "content": "n\n"}}]},
+                  {"text": "Added notes."}])
+    world.requests.clear()
+    world.event("issue_comment", pr_comment(world, pr, "/astra add notes"))
+    assert world.run("pr") == 0
+    third = world.branches()[branch]
+    assert sh_git(world.origin, "rev-parse", f"{third}^") == head
+    again = [c for c in world.gh.comments[pr["number"]] if c["body"].startswith("<!-- astra-run:tracking")]
+    assert [c["id"] for c in again] == [tracking[0]["id"]] and "Added notes" in again[0]["body"]
+    assert "Added the docstring." in world.prompt_seen()  # the second run's words reach the third
 
 
 def test_a_trigger_on_the_issue_continues_its_open_pull_request(world: World) -> None:
@@ -87,9 +98,9 @@ def test_a_trigger_on_the_issue_continues_its_open_pull_request(world: World) ->
     assert sh_git(world.origin, "rev-parse", f"{head}^") == first_head
     assert len(world.gh.created_pulls) == 1 and [b for b in world.branches() if b.startswith("astra/")] == [
         pr["head"]["ref"]]
-    # one tracking comment per request: the issue now has two (the first run's and this one's)
+    # the same tracking comment, updated (SPEC §8): the first run's on the issue now tells this one
     tracking = [c for c in world.gh.comments[1] if c["body"].startswith("<!-- astra-run:tracking")]
-    assert len(tracking) == 2 and "Pushed" in tracking[1]["body"]
+    assert len(tracking) == 1 and "Pushed" in tracking[0]["body"] and "docstring" in tracking[0]["body"]
 
 
 def test_follow_ups_work_with_a_github_app_token(world: World) -> None:
