@@ -162,10 +162,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     task = apply_overrides(load_task(args.task), load_settings(), Flags())
     spec = task.spec
-    preflight.check(task)
+    preflight.check(task, check_credentials=False)
     print(f"{args.task}: valid task {spec.name!r}")
     print(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else ""))
     print(f"  model:   {spec.model}")
+    if not (spec.model or "").startswith("scripted:"):
+        from runner.models.credentials import check_credentials
+
+        missing = check_credentials(spec.provider or "anthropic")
+        print(f"  provider: {spec.provider}, credentials " + ("found" if not missing else "MISSING here"))
+        for problem in missing:
+            print(f"astra-run: warning: {problem} (a run here would stop with exit 2)", file=sys.stderr)
     print(f"  sandbox: {spec.sandbox.backend} ({spec.sandbox.image}, network {spec.sandbox.network} "
           "in the agent phase)")
     lim = spec.limits

@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 
 from runner.errors import ConfigError
+from runner.models.credentials import check_credentials as credential_problems
+from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.models.scripted import resolve_script
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
 
 
-def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
-    """Every problem found, as `FILE:LINE: field: what is wrong`."""
+def problems(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> list[str]:
+    """Every problem found, as `FILE:LINE: field: what is wrong`.
+
+    `check_credentials`: also whether the provider's credentials are there (a run needs them;
+    `validate` reports them apart, since a task is often checked where they are not)."""
     from runner.workspace import resolve_commit, trusted_git_dir  # git only when asked
 
     spec = task.spec
@@ -35,6 +40,9 @@ def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
                     if name not in os.environ:
                         found.append(f"{task.where('mcp_servers', server_name, section, key)}: "
                                      f"host variable ${{{name}}} is not set")
+    found += provider_secret_refs(task)
+    if check_credentials and spec.model and not spec.model.startswith(SCRIPTED_PREFIX):
+        found += [f"{task.where('provider')}: {p}" for p in credential_problems(spec.provider or "anthropic")]
     if spec.model and spec.model.startswith(SCRIPTED_PREFIX):
         try:
             resolve_script(spec.model, task.base_dir)
@@ -53,6 +61,24 @@ def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
     return found
 
 
-def check(task: LoadedTask, *, check_git: bool = True) -> None:
-    if found := problems(task, check_git=check_git):
+def check(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> None:
+    if found := problems(task, check_git=check_git, check_credentials=check_credentials):
         raise ConfigError("\n".join(found))
+
+
+def provider_secret_refs(task: LoadedTask) -> list[str]:
+    """`${NAME}` of a model provider's variable in sandbox.env or an MCP server's env or headers:
+    refused, whatever the variable holds (SPEC §7: no credential ever enters the sandbox)."""
+    spec = task.spec
+    fields: list[tuple[tuple[str, ...], dict[str, str]]] = [(("sandbox", "env"), dict(spec.sandbox.env))]
+    for server_name, server in spec.mcp_servers.items():
+        fields += [(("mcp_servers", server_name, "env"), server.env),
+                   (("mcp_servers", server_name, "headers"), server.headers)]
+    found = []
+    for loc, values in fields:
+        for key, value in values.items():
+            for name in HOST_VAR.findall(value):
+                if is_provider_secret_var(name):
+                    found.append(f"{task.where(*loc, key)}: ${{{name}}} is a model provider's variable; "
+                                 "it is never passed to the sandbox or an MCP server")
+    return found
