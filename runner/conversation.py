@@ -1,44 +1,15 @@
-"""Content blocks and messages as JSON, generically: whatever block types runner.models.base has.
-
-Two forms, for two readers:
-- `block_json`: for the trajectory (and --json, report.html): `{"type": <wire type>, ...fields}`,
-  the shape of the Messages API, so a reader sees text, tool_use, thinking, compaction or a block
-  type added later without this module knowing it.
-- `messages_to_state` / `messages_from_state`: for resume, exact: each block tagged with its class,
-  so the conversation is sent back verbatim (signatures of thinking blocks included).
+"""The conversation as JSON for resume, exactly and generically (whatever block types
+runner.models.base has): each block tagged with its class and all its fields, so it is sent back
+verbatim (thinking signatures and every `wire` field included). The trajectory records blocks in
+the API's own shape instead (runner.agent.loop `_recorded`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 from runner.models import base
-
-WIRE_TYPES = {"TextBlock": "text", "ToolUse": "tool_use", "ToolResult": "tool_result"}
-"""Class names whose wire type is not their snake_cased name without `Block`."""
-
-
-def wire_type(block: object) -> str:
-    """The Messages API `type` of a block: its own `type` field when it has one (an unknown block
-    keeps the type the API gave it), else derived from the class name (ThinkingBlock -> thinking)."""
-    own = getattr(block, "type", None)
-    if isinstance(own, str) and own:
-        return own
-    name = type(block).__name__
-    if name in WIRE_TYPES:
-        return WIRE_TYPES[name]
-    stem = name.removesuffix("Block") or name
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", stem).lower()
-
-
-def block_json(block: object) -> dict[str, Any]:
-    """One block for the trajectory: its wire type and every field."""
-    fields = dataclasses.asdict(block) if dataclasses.is_dataclass(block) and not isinstance(block, type) else {}
-    if not fields and isinstance(block, dict):
-        fields = dict(block)
-    return {"type": wire_type(block), **{k: v for k, v in fields.items() if k != "type"}}
 
 
 def messages_to_state(messages: list[base.Message]) -> list[dict[str, Any]]:

@@ -108,6 +108,10 @@ class RunResult:
     """Changed files left out of patch.diff, each with why (special, huge, unreadable, holds a secret)."""
     error_kind: str | None = None
     """For status error: which lane (sandbox, model_api, git, mcp, internal)."""
+    compactions: int = 0
+    """Times the conversation was made smaller to stay inside the context window."""
+    cost_by_model: dict[str, float | None] = field(default_factory=dict)
+    """USD per model priced turn by turn (empty: price the summed usage)."""
     final_message: str = ""
     """The agent's last words to the user (SPEC §4): its closing summary."""
     resumable: bool = False
@@ -145,6 +149,7 @@ class RunResult:
             "error_kind": self.error_kind,
             "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
+            "compactions": self.compactions,
             "resumable": self.resumable,
             "resumed": self.resumed,
         }

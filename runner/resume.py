@@ -95,6 +95,7 @@ class Resumed:
             messages=messages, turns=int(saved["turns"]), tool_calls=int(saved["tool_calls"]), usage=usage,
             cost_usd=saved.get("cost_usd"),
             denials=[PermissionDenial(d["tool"], d["input"], d.get("rule")) for d in saved.get("denials", [])],
+            compactions=int(saved.get("compactions") or 0), cost_by_model=dict(saved.get("cost_by_model") or {}),
         )
         agent.guards.turns = agent.state.turns
         agent.guards.cost_usd = agent.state.cost_usd
@@ -139,6 +140,7 @@ def save(ctx: RunContext, result: RunResult, resumed: Resumed | None) -> bool:
         "messages": messages_to_state(state.messages),
         "turns": state.turns, "tool_calls": state.tool_calls, "cost_usd": state.cost_usd,
         "usage": {m: u.as_dict() for m, u in state.usage.items()},
+        "cost_by_model": dict(state.cost_by_model), "compactions": state.compactions,
         "denials": [dataclasses.asdict(d) for d in state.denials],
         "scripted_position": getattr(ctx.model, "_next", None),
         "workspace": {"git_dir": str(ws.git_dir), "base_commit": ws.base_commit, "path": str(ws.path),

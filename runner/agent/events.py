@@ -51,7 +51,7 @@ class AgentReady(Event):
     system: str
     tools: list[dict[str, Any]]
     model_options: dict[str, Any]
-    max_tokens: int
+    max_tokens: int | None
     task_message: str
 
 
@@ -103,9 +103,26 @@ class ModelTurn(Event):
     """Attempts re-sent for this turn: the SDK's own (429, 529, 5xx, connection) and ours (a stream
     that died midway)."""
     cumulative_cost_usd: float | None = None
-    """Cost of the whole run so far, this turn included."""
+    """Cost of the whole run so far, this turn included (`cost_usd` is this turn's alone)."""
     content: list[dict[str, Any]] = field(default_factory=list)
-    """Every content block of the response as JSON (text, tool_use, thinking, compaction, ...)."""
+    """Every block of the response as the API sent it (thinking with its signature, compaction,
+    unknown types), in order; redacted by the trajectory writer like everything it writes."""
+    stop_details: dict[str, Any] | None = None
+    billed_usage: Usage | None = None
+    """Set when the API billed more than the response's own usage (compaction iterations)."""
+
+
+@dataclass(frozen=True)
+class ContextCompacted(Event):
+    """The conversation was made smaller to stay inside the context window (SPEC §2 `context`)."""
+
+    kind: ClassVar[str] = "context_compacted"
+    turn: int
+    mechanism: str
+    """api_compaction, api_clearing or client_clearing (runner.agent.context)."""
+    tokens_before: int
+    tokens_after: int | None
+    detail: str
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,11 @@ def test_resume_after_a_cost_limit_finishes_the_work(tmp_path: Path, backend: st
     # the resumed part sent the whole conversation back, with the same system prompt
     assert requests[1]["system"] == requests[0]["system"]
     assert [m["role"] for m in requests[1]["messages"]] == ["user", "assistant", "user"]
-    assert requests[1]["messages"][1]["content"][0]["text"] == TWO_PARTS[0]["text"]
+    sent_back = requests[1]["messages"][1]["content"]
+    assert [b["text"] for b in sent_back if b["type"] == "text"] == [TWO_PARTS[0]["text"]]
+    # a thinking block goes back exactly as it came, signature included (the API checks it)
+    for block in (b for b in sent_back if b["type"] == "thinking"):
+        assert block["signature"]
     kinds = [e["type"] for e in events(out)]
     assert kinds.count("run_started") == 1 and kinds.count("run_resumed") == 1 and kinds.count("run_finished") == 2
     resumed = next(e for e in events(out) if e["type"] == "run_resumed")
@@ -172,3 +176,30 @@ def test_resume_after_an_interrupt_through_the_real_sdk(tmp_path: Path) -> None:
     (block,) = last[-1]["content"]
     assert block["type"] == "tool_result" and block["is_error"] and "may or may not" in block["content"]
     assert result(out)["final_message"] == "Resumed and done."
+
+
+def test_the_saved_conversation_comes_back_exactly() -> None:
+    from runner.conversation import messages_from_state, messages_to_state
+    from runner.models.base import (
+        CompactionBlock,
+        Message,
+        OpaqueBlock,
+        RedactedThinkingBlock,
+        TextBlock,
+        ThinkingBlock,
+        ToolResult,
+        ToolUse,
+    )
+
+    wire = {"type": "thinking", "thinking": "hm", "signature": "sig==", "future_field": [1, 2]}
+    messages = [
+        Message("user", [TextBlock("task")]),
+        Message("assistant", [CompactionBlock("summary", {"type": "compaction", "content": "summary"}),
+                              ThinkingBlock("hm", "sig==", wire), RedactedThinkingBlock("enc", {"data": "enc"}),
+                              OpaqueBlock("server_tool_use", {"type": "server_tool_use", "id": "s1"}),
+                              TextBlock("x"), ToolUse("t1", "bash", {"command": "ls"})]),
+        Message("user", [ToolResult("t1", "out", True)]),
+    ]
+    back = messages_from_state(json.loads(json.dumps(messages_to_state(messages))))
+    assert back == messages
+    assert back[1].content[1].wire == wire  # type: ignore[union-attr]  # compare=False: checked by hand

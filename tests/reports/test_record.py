@@ -5,7 +5,6 @@ against the fake Messages API (priced usage) and the local sandbox.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import subprocess
@@ -16,9 +15,8 @@ from typing import Any
 import pytest
 
 from runner import __version__
-from runner.conversation import block_json
 from runner.models import base as models_base
-from runner.models.base import TextBlock, ToolUse, Usage
+from runner.models.base import Usage
 from runner.models.pricing import load_prices
 from runner.reports.summary import md_literal, quote_md
 from runner.reports.trajectory import SCHEMA_VERSION
@@ -136,23 +134,3 @@ def test_md_literal_keeps_model_text_inert() -> None:
     assert not re.search(r"(?<!\\)[!\[\]()<>|@#]", out.replace("\\\\", ""))
     assert "@alice" not in out and "#12" not in out  # broken by a zero-width space: no notification
     assert "\\!\\[x\\]" in out and "\\<img src" in out
-
-
-@dataclasses.dataclass(frozen=True)
-class CompactionBlock:  # a block type this module has never heard of
-    content: str
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerToolBlock:
-    type: str
-    raw: dict[str, Any]
-
-
-def test_blocks_of_any_type_are_recorded_generically() -> None:
-    assert block_json(TextBlock("hi")) == {"type": "text", "text": "hi"}
-    assert block_json(ToolUse("t1", "bash", {"command": "ls"})) == {
-        "type": "tool_use", "id": "t1", "name": "bash", "input": {"command": "ls"}, "input_error": None}
-    assert block_json(CompactionBlock("summary")) == {"type": "compaction", "content": "summary"}
-    assert block_json(ServerToolBlock("web_search_tool_result", {"a": 1})) == {
-        "type": "web_search_tool_result", "raw": {"a": 1}}
