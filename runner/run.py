@@ -55,6 +55,7 @@ from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
+from runner.redact_view import strip_hidden
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult, last_words
@@ -218,7 +219,8 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=resume.started_at if resume else dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor([*secrets, *credential_values()])  # every provider's credentials too
+    # every provider's credentials too; the task name and run id are never masked by shape
+    redactor = Redactor([*secrets, *credential_values()], keep=[spec.name, run_id])
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
@@ -226,7 +228,7 @@ async def run_task(
         step_summary=step_summary, resumed=resume,
     )
     if console is not None:
-        console.redact = redactor.text
+        console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
     header = {"run_id": run_id, "task": spec.name, "model": spec.model or "", "provider": spec.provider,
               "model_options": spec.model_options.model_dump(mode="json")}
     mirror = [event_stream] if event_stream is not None else []
@@ -384,6 +386,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            disk=spec.sandbox.disk,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))

@@ -387,7 +387,7 @@ class _GitHubRun:
         if not self._comments_on():
             return
         assert self.req.number is not None
-        body = self._clean(body)
+        body = self.redactor.text(body)  # built from the redacted result: the token is all that is left
         try:
             if self.comment_id is not None:
                 self.api.update_comment(self.comment_id, body)

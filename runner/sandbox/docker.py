@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SandboxError
-from runner.sandbox.base import WORKSPACE, Sandbox, SandboxConfig, check_env
+from runner.sandbox.base import WORKSPACE, Sandbox, SandboxConfig, check_env, clear_setid_bits
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -70,6 +70,7 @@ from runner.sandbox.docker_engine import (
     reap_leftovers,
 )
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
+from runner.sandbox.docker_runtime import interpreter_argv, planted
 from runner.sandbox.docker_spec import (
     BASE_ENV,
     DEADLINE_MARGIN_S,
@@ -124,6 +125,8 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._runtime: dict[str, Any] | None = None
+        """What the image's python3 relies on, listed before setup ran (docker_runtime.py)."""
 
     # ------------------------------------------------------------------------------ start
 
@@ -148,7 +151,8 @@ class DockerSandbox(Sandbox):
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
             await asyncio.to_thread(self._cut_network)
         await self._start_helper(self._exec_argv(agent=True, argv=[
-            "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *self.helper_limits(),
         ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
             r = await self.exec(_git_init_script(base), timeout=120)
@@ -201,6 +205,11 @@ class DockerSandbox(Sandbox):
             await self._start_helper(argv, cli_env(), name=f"setup in container {self.container_name}")
         finally:
             env_file.unlink(missing_ok=True)  # answered a ping: the CLI has read it
+        self._runtime = self.helper_info.get("runtime")
+        if not isinstance(self._runtime, dict) or not self._runtime.get("interpreter"):
+            raise SandboxError("the setup helper did not say what its interpreter relies on")
+        cid = self.container_id
+        before = await asyncio.to_thread(_control, lambda: self._client.api.diff(cid), "list the sandbox's changes")
         try:
             for command in self.config.setup:
                 r = await self.exec(command, timeout=self.config.setup_timeout_s)
@@ -225,6 +234,17 @@ class DockerSandbox(Sandbox):
                 await self._helper.close()
                 self._helper = None
         await asyncio.to_thread(self._check_only_init_left)
+        await asyncio.to_thread(self._check_nothing_planted, before or [])
+
+    def _check_nothing_planted(self, before: list[dict[str, Any]]) -> None:
+        """Setup changed nothing the agent's helper runs on - asked of the daemon (docker_runtime.py)."""
+        assert self.container_id is not None and self._runtime is not None
+        cid = self.container_id
+        changes = _control(lambda: self._client.api.diff(cid), "list what setup changed in the sandbox") or []
+        if found := planted(changes, self._runtime, before):
+            shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+            raise SandboxError(f"setup changed what the sandbox helper runs on ({shown}); setup may install "
+                               "software but not replace the image's python3, its libraries or its standard library")
 
     def _check_only_init_left(self) -> None:
         """Between setup and the agent: the container must run PID 1 and its sleep, nothing else.
@@ -298,7 +318,7 @@ class DockerSandbox(Sandbox):
             raise SandboxError("the sandbox is not started")
         env_file = self._env_file(env or {}) if env else None
         # Through the helper's --exec: capabilities dropped (as for tools), then exec argv.
-        wrapped = ["python3", "-I", "-S", IN_HELPER, "--drop-caps", "--exec", *argv]
+        wrapped = [*interpreter_argv(self._runtime), IN_HELPER, "--drop-caps", "--exec", *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._exec_argv(agent=True, argv=wrapped, env_file=env_file),
@@ -364,6 +384,12 @@ class DockerSandbox(Sandbox):
             helper, self._helper = self._helper, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(helper.close(), 5)
+        failed: SandboxError | None = None
+        if self.container_id is not None:
+            try:  # every phase's setuid/setgid bits (setup's were cleared inside, before the agent)
+                await clear_setid_bits(self.config.worktree)
+            except SandboxError as exc:
+                failed = exc
         for task in list(self._env_cleanups):
             task.cancel()
         if self._env_dir is not None:
@@ -371,6 +397,8 @@ class DockerSandbox(Sandbox):
             self._env_dir = None
         if self._client is not None:
             await asyncio.to_thread(self._remove_own)
+        if failed is not None:
+            raise failed
 
     def _remove_own(self) -> None:
         ids = {self.container_id} if self.container_id else set()
