@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     verbosity = run.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="also print the model's text")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print only the final summary")
+    run.add_argument("--json", action="store_true",
+                     help="print the run's events as JSON lines on stdout (the trajectory's) instead of the console")
+    run.add_argument("--resume", metavar="OUT_DIR", help="continue a run that stopped on a limit, an interrupt "
+                     "or an infrastructure error, from its saved conversation")
+    run.add_argument("--max-turns", type=int, help="with --resume: the run's new turn limit (all parts together)")
+    run.add_argument("--max-cost-usd", type=float, help="with --resume: the run's new cost limit (all parts together)")
+    run.add_argument("--timeout", help="with --resume: the wall clock for the resumed part (90s, 30m, 1h)")
 
     val = sub.add_parser("validate", help="parse and check a task file; exit 0 or 2")
     val.add_argument("task")
@@ -136,19 +143,28 @@ def load_for_run(args: argparse.Namespace) -> tuple[LoadedTask, Settings, Flags]
 def cmd_run(args: argparse.Namespace) -> int:
     from runner.reports.console import Console
 
+    if args.resume:
+        from runner.resume import cmd_resume
+
+        return cmd_resume(args)
+    if args.max_turns is not None or args.max_cost_usd is not None or args.timeout is not None:
+        raise ConfigError("--max-turns, --max-cost-usd and --timeout go with --resume (a task sets its own "
+                          "limits; ASTRA_MAX_TURNS, ASTRA_MAX_COST_USD and ASTRA_TIMEOUT override them)")
     task, settings, flags = load_for_run(args)
-    console = Console(sys.stdout, verbosity=-1 if args.quiet else (1 if args.verbose else 0))
+    console = None if args.json else Console(sys.stdout, verbosity=-1 if args.quiet else (1 if args.verbose else 0))
     import asyncio  # here, not at the top: main() must install its signal handlers first, at once
 
-    return asyncio.run(_run_with_signals(task, settings, flags.keep, console))
+    return asyncio.run(_run_with_signals(task, settings, flags.keep, console, json_out=args.json))
 
 
-async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, console: object) -> int:
+async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, console: object,
+                            json_out: bool = False, **extra: object) -> int:
     from runner.run import Interrupt, install_signal_handlers, run_task
 
     interrupt = Interrupt()
     install_signal_handlers(interrupt)
-    result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt)  # type: ignore[arg-type]
+    result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt,  # type: ignore[arg-type]
+                            event_stream=sys.stdout if json_out else None, **extra)  # type: ignore[arg-type]
     return interrupt.exit_code(result)
 
 

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from runner import resume as resume_state
 from runner.agent.events import Event, Note, RunFinished
 from runner.agent.loop import AgentState
 from runner.deadline import blocking
@@ -35,6 +36,7 @@ from runner.errors import AstraError, InfraError
 from runner.outcome import record_output_failures, redact_result, set_outcome
 from runner.patch import PATCH_TIMEOUT_S, Patch, compute_patch
 from runner.reports.files import write_bytes_atomic, write_json_atomic, write_reports
+from runner.result import last_words
 from runner.verify import not_run
 from runner.walk import walk
 
@@ -160,14 +162,29 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
     result.cost_by_model, result.compactions = dict(state.cost_by_model), state.compactions
     result.permission_denials = list(state.denials)
+    result.final_message = last_words(state.messages)
     record_output_failures(result, problems, kind="patch" if ctx.patch_error else "output")
-    result.duration_s = time.monotonic() - started
+    # A resumed run's outputs describe the whole run: the stopped parts' time counts too.
+    earlier_s = ctx.resumed.duration_s if ctx.resumed is not None else 0.0
+    result.duration_s = time.monotonic() - started + earlier_s
+    if ctx.resumed is not None:
+        result.resumed = ctx.resumed.part
+    kept = False
+    try:
+        kept = resume_state.save(ctx, result, ctx.resumed)
+        if kept:
+            keep_worktree = True  # `run --resume` continues in it
+            emit(Note(f"the run can be continued: astra-run run --resume {ctx.out_dir} (with higher limits)"))
+        elif ctx.resumed is not None:
+            resume_state.discard(ctx.run_dir)
+    except Exception as exc:  # a full cache: the run is not resumable, its outputs still get written
+        emit(Note(f"could not save the state for --resume: {describe(exc)}", level="warning"))
     emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
                      result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
 
     result_json = await _write_reports(ctx, emit, clock)
     await _cleanup(ctx, keep_worktree, emit, clock)
-    result.duration_s = time.monotonic() - started  # the truth: the cleanup included
+    result.duration_s = time.monotonic() - started + earlier_s  # the truth: the cleanup included
     if result_json:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(write_json_atomic, ctx.out_dir / "result.json",

@@ -67,6 +67,7 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
     return dataclasses.replace(
         result,
         reason=redactor.text(result.reason),
+        final_message=redactor.text(result.final_message),
         verify=[
             dataclasses.replace(v, output=redactor.text(v.output),
                                 junit_xml=redact_junit(v.junit_xml, redactor.text) if v.junit_xml else None)

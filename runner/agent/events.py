@@ -43,6 +43,33 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
+class AgentReady(Event):
+    """What the model is given, once the agent is built: the trajectory folds it into its first
+    event (`run_started`), so a reader can rebuild the conversation from the file alone."""
+
+    kind: ClassVar[str] = "agent_ready"
+    system: str
+    tools: list[dict[str, Any]]
+    model_options: dict[str, Any]
+    max_tokens: int | None
+    task_message: str
+
+
+@dataclass(frozen=True)
+class RunResumed(Event):
+    """A stopped run continues (`astra-run run --resume`): the limits it now has."""
+
+    kind: ClassVar[str] = "run_resumed"
+    part: int
+    """1 for the first resume, 2 for the second ..."""
+    stopped: str
+    """Why the previous part stopped (its status and reason)."""
+    limits: dict[str, Any]
+    turns: int
+    cost_usd: float | None
+
+
+@dataclass(frozen=True)
 class Note(Event):
     """Something the runner did or saw that is not a turn: setup, warnings, phases."""
 
@@ -70,9 +97,13 @@ class ModelTurn(Event):
     tool_uses: list[dict[str, Any]]
     usage: Usage
     cost_usd: float | None
-    """Cost of the whole run so far (None when a price is unknown)."""
+    """Cost of this turn alone (None when a price is unknown): summing it over turns gives the run's."""
     duration_s: float
     retries: int = 0
+    """Attempts re-sent for this turn: the SDK's own (429, 529, 5xx, connection) and ours (a stream
+    that died midway)."""
+    cumulative_cost_usd: float | None = None
+    """Cost of the whole run so far, this turn included (`cost_usd` is this turn's alone)."""
     content: list[dict[str, Any]] = field(default_factory=list)
     """Every block of the response as the API sent it (thinking with its signature, compaction,
     unknown types), in order; redacted by the trajectory writer like everything it writes."""

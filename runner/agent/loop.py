@@ -120,6 +120,7 @@ class Agent:
         self.cost_bound_of = cost_bound_of or cost_of
         self.backoff_s = model_retry_backoff_s
         self.max_tokens = max_tokens
+        self.task_message = task_message
         self.context = context
         self.turn_cost_of = turn_cost_of
         self.state = AgentState(messages=[Message("user", [TextBlock(task_message)])])
@@ -159,7 +160,7 @@ class Agent:
             self.guards.model_call_succeeded()
             state.turns += 1
             self.guards.turns = state.turns
-            self._account(response)
+            turn_cost = self._account(response)
             content = list(response.content)
             truncated = response.stop_reason in TRUNCATED_STOP_REASONS
             cut: ToolUse | None = None
@@ -176,9 +177,10 @@ class Agent:
                 text=response.text,
                 tool_uses=[{"id": t.id, "name": t.name, "input": t.input} for t in response.tool_uses if t is not cut],
                 usage=response.usage,
-                cost_usd=state.cost_usd,
+                cost_usd=turn_cost,
                 duration_s=round(time.monotonic() - started, 3),
                 retries=response.retries,
+                cumulative_cost_usd=state.cost_usd,
                 content=[_recorded(b) for b in response.content],
                 stop_details=response.stop_details,
                 billed_usage=response.billed_usage if response.iterations else None,
@@ -228,10 +230,12 @@ class Agent:
 
         return counter
 
-    def _account(self, response: ModelResponse) -> None:
+    def _account(self, response: ModelResponse) -> float | None:
+        """Add the turn's usage and cost to the run's; returns the turn's own cost."""
         usage = self.state.usage
         billed = response.billed_usage  # compaction's own iterations are billed too
         usage[response.model] = usage.get(response.model, Usage()) + billed
+        turn: float | None
         if self.turn_cost_of is not None:
             costs = self.state.cost_by_model
             turn = self.turn_cost_of(response.model, billed)
@@ -240,6 +244,7 @@ class Agent:
             values = list(costs.values())
             self.state.cost_usd = None if any(v is None for v in values) else sum(v for v in values if v is not None)
         else:
+            turn = self.cost_of({response.model: billed})
             self.state.cost_usd = self.cost_of(usage)
         # What max_cost_usd is checked against: the cost when every price is known, else an
         # upper estimate, so the limit holds even for a model the price file does not know.
@@ -247,6 +252,7 @@ class Agent:
         if self.state.cost_usd is None:
             self.guards.cost_usd = self.cost_bound_of(usage)
             self.guards.cost_estimated = True
+        return turn
 
     async def _tool_call(self, call: ToolUse, results: list[ToolResult]) -> AsyncIterator[Event]:
         """Run one call through every gate; append exactly one ToolResult for it."""

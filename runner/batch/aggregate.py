@@ -23,13 +23,14 @@ from typing import Any
 
 from runner.redact_view import strip_hidden
 from runner.reports.files import write_text_atomic
+from runner.reports.html import render_index
 from runner.reports.junit import clean_text, merge_suites
 from runner.reports.summary import format_cost
 
 FINAL_STATUSES = frozenset({"success", "failed", "limit"})
 """A result.json with one of these is reused by --resume; `error` and `interrupted` run again."""
 SKIPPED = "skipped"
-AGGREGATE_FILES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl"})
+AGGREGATE_FILES = frozenset({"junit.xml", "cost.json", "summary.md", "results.jsonl", "report.html"})
 """The batch's files in OUT/ itself: no task directory may take their place."""
 
 
@@ -95,6 +96,8 @@ def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_co
                                           classname_prefixes=[e.name for e in ordered]),
         "cost.json": lambda: json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n",
         "summary.md": lambda: summary,
+        "report.html": lambda: render_index(title, (
+            (e.name, e.result, e.dir is not None and (e.dir / "report.html").is_file()) for e in ordered)),
     }
     for name, text in files.items():
         try:

@@ -105,7 +105,7 @@ class TaskWatch:
             if isinstance(event, SandboxReady | RunError | RunFinished):
                 self.started.set()
             if isinstance(event, ModelTurn):
-                self.turns, self.cost = event.turn, event.cost_usd
+                self.turns, self.cost = event.turn, event.cumulative_cost_usd
                 self._on_update(self.name, self.turns, self.cost)
             elif isinstance(event, RunStarted):
                 self._on_update(self.name, 0, 0.0)

@@ -115,6 +115,17 @@ class GitHubAPI:
             raise GitHubAPIError(f"GitHub API: pull request #{number}: unexpected answer")
         return data
 
+    def pulls(self, state: str = "open", max_pages: int = 5) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for page in range(1, max_pages + 1):
+            data = self.request("GET", self._repo(f"/pulls?state={urllib.parse.quote(state)}&per_page=100&page={page}"))
+            if not isinstance(data, list) or not data:
+                break
+            out.extend(p for p in data if isinstance(p, dict))
+            if len(data) < 100:
+                break
+        return out
+
     def comments(self, number: int, max_pages: int = 10) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for page in range(1, max_pages + 1):

@@ -18,18 +18,21 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import secrets
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runner.errors import AstraError, ConfigError
 from runner.github import comment as tracking
-from runner.github import gitops
+from runner.github import followup, gitops, messages
 from runner.github.api import GitHubAPI, GitHubAPIError
 from runner.github.event import GitHubEnv, Request, Skip, load_event
 from runner.github.gate import decide
+from runner.github.progress import LiveComment
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
 from runner.models.credentials import credential_values
@@ -72,14 +75,21 @@ class Outputs:
     patch_path: str = ""
     branch: str = ""
     pr_url: str = ""
+    final_message: str = ""
+    """The agent's last words (redacted), several lines: written with a heredoc delimiter."""
 
     def write(self, path: str | None) -> None:
         if not path:
             return
         with open(path, "a", encoding="utf-8") as f:
             for key, value in vars(self).items():
-                text = str(value).replace("\n", " ")
-                f.write(f"{key}={text}\n")
+                text = str(value)
+                if "\n" in text or "\r" in text:
+                    # GitHub's multi-line form; the delimiter is random, so the text cannot end it early
+                    delimiter = f"ASTRA_EOF_{secrets.token_hex(16)}"
+                    f.write(f"{key}<<{delimiter}\n{text.replace(chr(13), '')}\n{delimiter}\n")
+                else:
+                    f.write(f"{key}={text}\n")
 
 
 def _say(message: str) -> None:
@@ -129,6 +139,9 @@ class _GitHubRun:
         self.pull: dict[str, Any] = {}
         self.git_dir = Path()
         self._defaults_root: Any = None
+        self.steps = ""
+        """The last progress checklist (shown, collapsed, in the final comment)."""
+        self._run_redact: Callable[[str], str] = lambda text: text
 
     # -------------------------------------------------------------------------- flow
 
@@ -142,14 +155,15 @@ class _GitHubRun:
         try:
             self.git_dir = gitops.git_dir_of(self.checkout)
             where = self._resolve()
-            self._start_tracking()
+            self._start_tracking(where)
             task = self._task(where)
-            result = asyncio.run(self._run(task, where))
+            result = self._redacted(asyncio.run(self._run(task, where)))
             out_dir = Path(task.spec.outputs.dir).expanduser().resolve()
             patch_path = out_dir / "patch.diff"
             self.outputs.status, self.outputs.exit_code = result.status, result.exit_code
             self.outputs.cost_usd = "" if result.cost_usd is None else f"{result.cost_usd:.6f}"
             self.outputs.patch_path = str(patch_path)
+            self.outputs.final_message = result.final_message
             exit_code = result.exit_code
             try:
                 self._publish(result, patch_path, where, outcome)
@@ -198,9 +212,42 @@ class _GitHubRun:
 
         interrupt = Interrupt()
         install_signal_handlers(interrupt)
-        return await run_task(task, self.settings, console=Console(sys.stdout, verbosity=0),
-                              interrupt=interrupt, instructions_commit=where.base_sha,
-                              secrets=[self.env.token] if self.env.token else [])
+        console = Console(sys.stdout, verbosity=0)
+        live = None
+        if self._comments_on() and self.comment_id is not None:
+            live = LiveComment(console, post=self._update_tracking, frame=self._progress_body)
+        try:
+            result = await run_task(task, self.settings, console=live or console,
+                                    interrupt=interrupt, instructions_commit=where.base_sha,
+                                    secrets=[self.env.token] if self.env.token else [])
+            self._run_redact = console.redact  # the run's redactor: its sandbox.env values too
+            return result
+        finally:
+            if live is not None:
+                await asyncio.to_thread(live.close)
+                self.steps = live.checklist()
+
+    def _clean(self, text: str) -> str:
+        """Redacted of every secret the run knew and the token (before any escaping, which would
+        hide a secret from the redactor)."""
+        return self.redactor.text(self._run_redact(text))
+
+    def _redacted(self, result: RunResult) -> RunResult:
+        """The run's result with its free text redacted: all that is published is made from it."""
+        clean = self._clean
+        return dataclasses.replace(
+            result, reason=clean(result.reason), final_message=clean(result.final_message),
+            verify=[dataclasses.replace(v, name=clean(v.name), output=clean(v.output)) for v in result.verify])
+
+    def _update_tracking(self, body: str) -> None:
+        assert self.comment_id is not None
+        self.api.update_comment(self.comment_id, self.redactor.text(body))
+
+    def _progress_body(self, checklist: str) -> str:
+        return tracking.progress_body(self.mark, self.env.run_url, self._what(), checklist)
+
+    def _what(self) -> str:
+        return f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
 
     # ------------------------------------------------------------------- where to work
 
@@ -221,6 +268,8 @@ class _GitHubRun:
             head_repo = (head.get("repo") or {}).get("full_name") if isinstance(head.get("repo"), dict) else None
             same_repo = bool(head_repo) and str(head_repo).lower() == self.env.repository.lower()
             base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
+            if same_repo and followup.is_own_pull(pull, self.env.repository, messages.PR_MARKER):
+                return self._follow_up_where(req.number, pull, base_ref, base_sha)
             try:
                 head_sha = self._fetch(f"refs/pull/{req.number}/head", "refs/astra/head")
             except GitError:
@@ -230,6 +279,13 @@ class _GitHubRun:
             head_ref = str(head.get("ref") or "")
             return Where(base_ref, base_sha, head_sha, head_ref, same_repo)
         if req.kind == "issue":
+            assert req.number is not None
+            own = followup.open_pull_for_issue(self.api.pulls(), req.number, self.env.repository, messages.PR_MARKER)
+            if own is not None:
+                self.pull = own
+                base_ref = self._branch_name((own.get("base") or {}).get("ref"))
+                base_sha = self._fetch(f"refs/heads/{base_ref}", "refs/astra/base")
+                return self._follow_up_where(int(own["number"]), own, base_ref, base_sha)
             repo = self.event.get("repository")
             default = repo.get("default_branch") if isinstance(repo, dict) else None
             base_ref = self._branch_name(default or self.env.ref_name or "main")
@@ -238,6 +294,18 @@ class _GitHubRun:
         default = repo.get("default_branch") if isinstance(repo, dict) else None
         base_ref = self._branch_name(self.env.ref_name or default or "main")
         return Where(base_ref, gitops.rev_parse(self.git_dir, "HEAD"))
+
+    def _follow_up_where(self, pr_number: int, pull: dict[str, Any], base_ref: str, base_sha: str) -> Where:
+        """Continue astra-run's own branch: its head (fetched by name: what a fast-forward push
+        builds on), what the earlier runs said, and the thread's comments since."""
+        assert self.req.number is not None
+        branch = self._branch_name((pull.get("head") or {}).get("ref"))
+        head_sha = self._fetch(f"refs/heads/{branch}", "refs/astra/head")
+        comments, left_out = followup.comments_since(self.api.comments(self.req.number), self.req.comment_id)
+        follow = followup.FollowUp(pr_number, branch, followup.earlier_messages(self.git_dir, base_sha, head_sha),
+                                   comments, left_out)
+        _say(f"following up on pull request #{pr_number} (branch {branch})")
+        return Where(base_ref, base_sha, head_sha, branch, True, follow_up=follow)
 
     # --------------------------------------------------------------------------- task
 
@@ -296,18 +364,22 @@ class _GitHubRun:
     def _comments_on(self) -> bool:
         return self.publish != "none" and self.req.number is not None
 
-    def _start_tracking(self) -> None:
+    def _start_tracking(self, where: Where) -> None:
+        """This request's tracking comment: found again by its marker on a re-run of the job; for a
+        follow-up, the thread's existing astra-run tracking comment (SPEC §8: the same comment is
+        updated, a sticky comment), else a new one."""
         if not self._comments_on():
             return
         assert self.req.number is not None
-        what = f"this {'pull request' if self.req.kind == 'pull_request' else 'issue'}"
-        body = tracking.working_body(self.mark, self.env.run_url, what)
-        for c in self.api.comments(self.req.number):
-            if (isinstance(c.get("body"), str) and c["body"].startswith(self.mark) and isinstance(c.get("id"), int)
-                    and _is_own_comment(c)):
-                self.comment_id = c["id"]
-                self.api.update_comment(c["id"], body)
-                return
+        body = tracking.working_body(self.mark, self.env.run_url, self._what())
+        own = [c for c in self.api.comments(self.req.number)
+               if isinstance(c.get("body"), str) and isinstance(c.get("id"), int) and _is_own_comment(c)]
+        same = [c for c in own if c["body"].startswith(self.mark)]
+        sticky = [c for c in own if c["body"].startswith(TRACKING_MARKER)] if where.follow_up is not None else []
+        for c in (same or sticky[-1:]):
+            self.comment_id = c["id"]
+            self.api.update_comment(c["id"], body)
+            return
         created = self.api.create_comment(self.req.number, body)
         self.comment_id = created.get("id") if isinstance(created.get("id"), int) else None
 
@@ -315,7 +387,7 @@ class _GitHubRun:
         if not self._comments_on():
             return
         assert self.req.number is not None
-        body = self.redactor.text(body)
+        body = self.redactor.text(body)  # built from the redacted result: the token is all that is left
         try:
             if self.comment_id is not None:
                 self.api.update_comment(self.comment_id, body)
@@ -332,7 +404,7 @@ class _GitHubRun:
             patch = patch_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             patch = ""
-        self._post(tracking.result_body(self.mark, self.env.run_url, result, patch, outcome))
+        self._post(tracking.result_body(self.mark, self.env.run_url, result, patch, outcome, steps=self.steps))
 
     # ----------------------------------------------------------------------- publish
 
@@ -350,7 +422,7 @@ class _GitHubRun:
                                      "to this repository (nor to the fork); apply the patch below yourself")
             return
         base = result.base_commit or where.head_sha or where.base_sha
-        commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message())
+        commit = gitops.commit_patch(self.git_dir, base, patch_path, self._message(result))
         links = gitops.risky_symlinks(commit)
         if links:
             outcome.not_published = (f"the changes add symlinks that are or point into .github "
@@ -362,6 +434,14 @@ class _GitHubRun:
                                      f"under {' and '.join(d + '/' for d in gitops.PROTECTED_DIRS)} are published "
                                      "only when ASTRA_ALLOW_WORKFLOW_CHANGES=true (input allow_workflow_changes)")
             return
+        if where.follow_up is not None:  # astra-run's own branch: a fast-forward, never a new pull request
+            branch = where.follow_up.branch
+            gitops.push(self.git_dir, commit.sha, branch, self.env.token, self.env.server_url)
+            self.outputs.branch = branch
+            self.outputs.pr_url = f"{self.env.server_url}/{self.env.repository}/pull/{where.follow_up.pr_number}"
+            outcome.published.append(f"Pushed {commit.sha[:12]} to branch `{branch}` of pull request "
+                                     f"#{where.follow_up.pr_number}.")
+            return
         to_head = self.req.kind == "pull_request" and _flag("ASTRA_PUSH_TO_PR_HEAD") and self.publish == "branch"
         branch = self._branch_name(where.head_ref) if to_head else self._new_branch()
         gitops.push(self.git_dir, commit.sha, branch, self.env.token, self.env.server_url)
@@ -372,7 +452,8 @@ class _GitHubRun:
             f"[`{branch}`]({url}).")
         if self.publish == "pr":
             pr_base = where.head_ref if self.req.kind == "pull_request" else where.base_ref
-            pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(), draft=True)
+            pr = self.api.create_pull(title=self._title(), head=branch, base=pr_base, body=self._pr_body(result),
+                                      draft=True)
             self.outputs.pr_url = str(pr.get("html_url") or "")
             outcome.published.append(f"Opened draft pull request {self.outputs.pr_url or '(no URL returned)'}.")
 
@@ -389,23 +470,10 @@ class _GitHubRun:
         return f"astra/{what.replace('_', '-')}-{stamp}"
 
     def _title(self) -> str:
-        req = self.req
-        if req.kind == "none":
-            return f"astra-run: {self.env.event_name} run {self.env.run_id}"
-        title = " ".join(req.title.split())[:120]
-        return f"astra-run: {title} (#{req.number})" if title else f"astra-run: #{req.number}"
+        return messages.title(self.req, self.env.event_name, self.env.run_id)
 
-    def _message(self) -> str:
-        lines = [self._title(), "", f"Made by astra-run in {self.env.run_url}"]
-        if self.req.actor:
-            lines.append(f"Requested-by: {self.req.actor}")
-        return "\n".join(lines) + "\n"
+    def _message(self, result: RunResult) -> str:
+        return messages.commit_message(self._title(), result.final_message, self.env.run_url, self.req.actor)
 
-    def _pr_body(self) -> str:
-        req = self.req
-        link = (f"Resolves #{req.number}." if req.kind == "issue"
-                else f"Follow-up to #{req.number}." if req.kind == "pull_request" else "")
-        asked = f" requested by @{req.actor}" if req.actor else ""
-        return (f"{TRACKING_MARKER.replace('tracking', 'pr')} -->\n"
-                f"Draft changes made by astra-run{asked}. {link}\n\nReview them before merging: "
-                f"[job log and artifacts]({self.env.run_url}).\n")
+    def _pr_body(self, result: RunResult) -> str:
+        return messages.pr_body(self.req, self.env.run_url, result.final_message)

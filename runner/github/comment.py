@@ -55,9 +55,14 @@ def _one_line(text: str, limit: int = 600) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def progress_body(mark: str, run_url: str, what: str, checklist: str) -> str:
+    """The comment while the run goes: the headline and the live checklist of turns and tool calls."""
+    return f"{mark}\n**astra-run** is working on {what}… ([job log]({run_url}))\n\n{checklist}\n"
+
+
 def result_body(mark: str, run_url: str, result: RunResult, patch: str, outcome: Outcome,
-                title: str = "astra-run") -> str:
-    from runner.reports.summary import format_cost, format_duration, status_word
+                title: str = "astra-run", steps: str = "") -> str:
+    from runner.reports.summary import format_cost, format_duration, quote_md, status_word, verify_tails_md
 
     lines = [mark, f"### {title}: {status_word(result)}", "", f"**Reason:** {_one_line(result.reason)}", ""]
     verify = ", ".join(f"{_code(v.name)} {'passed' if v.passed else 'FAILED'}" for v in result.verify) or "none"
@@ -69,6 +74,9 @@ def result_body(mark: str, run_url: str, result: RunResult, patch: str, outcome:
         f"| Verify | {verify} |",
         "",
     ]
+    if result.final_message.strip():
+        lines += ["**Final message:**", "", quote_md(result.final_message), ""]
+    lines += verify_tails_md(result.verify)
     stats = result.patch
     if stats.files_changed:
         lines.append(f"**Changed files** ({stats.files_changed}, +{stats.insertions} −{stats.deletions}):")
@@ -85,6 +93,8 @@ def result_body(mark: str, run_url: str, result: RunResult, patch: str, outcome:
         lines.append(f"**Not published:** {_one_line(outcome.not_published)}")
     if outcome.published or outcome.not_published:
         lines.append("")
+    if steps.strip():
+        lines += ["<details><summary>Steps</summary>", "", steps.strip(), "", "</details>", ""]
     footer = f"[Job log and artifacts]({run_url})"
     if patch.strip():
         head = "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runner.github.event import Request
+from runner.github.followup import FollowUp, prompt_section
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Where:
     """A pull request's head commit (the worktree); None for issues and scheduled runs."""
     head_ref: str = ""
     same_repo: bool = True
+    follow_up: FollowUp | None = None
+    """Set when the run continues astra-run's own branch (SPEC §8): head_* are that branch's."""
 
 
 def _block(tag: str, text: str) -> str:
@@ -43,7 +46,11 @@ def build_prompt(req: Request, repository: str, where: Where) -> str:
                      f"#{req.number}: fix the problem it reports.")
     if req.review_context:
         parts += ["The request is a review comment on this part of the pull request:", req.review_context]
-    if req.kind == "pull_request":
+    if where.follow_up is not None:
+        parts += prompt_section(where.follow_up, _block)
+        parts.append(f"The branch is based on `{where.base_ref}` (commit {where.base_sha}); its head is "
+                     f"{where.head_sha}.")
+    elif req.kind == "pull_request":
         parts.append(
             f"You are working on the pull request's head commit {where.head_sha}; it is based on the "
             f"branch `{where.base_ref}` (commit {where.base_sha}). Your changes go on top of the head commit."

@@ -19,6 +19,7 @@ Messages carry the status and the API's own error message, never the API key.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import json
 import re
@@ -70,6 +71,19 @@ THINKING_BINDING_BETA = "thinking-binding-controls-2026-08-01"
 """preserved-thinking/fix-bound-to-a-different-conversation: the beta of `block_binding`."""
 MIN_COMPACTION_TRIGGER = 50_000
 """build-with-claude/compaction-threshold: the trigger's value is at least 50,000 tokens."""
+
+
+_ATTEMPTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("astra_attempts", default=None)
+"""Per model call: the HTTP attempts the SDK made (one per request it sent, its retries included).
+A context variable, because the httpx hook runs inside the call's own task."""
+
+
+async def _count_attempt(request: httpx2.Request) -> None:
+    """httpx request hook: the SDK exposes its retries only indirectly (each retry is a new request
+    through this client, carrying `x-stainless-retry-count`); count them for the trajectory."""
+    attempts = _ATTEMPTS.get()
+    if attempts is not None:
+        attempts.append(1)
 
 
 class _StreamBroken(Exception):
@@ -137,7 +151,8 @@ class AnthropicModel:
         # context per process: building one reads the CA bundle (~26 ms of CPU), which a batch of
         # concurrent runs would otherwise pay per run.
         built = make_client(provider, model, api_key=api_key, base_url=base_url, max_retries=max_retries,
-                            timeout=timeout, verify=_shared_ssl_context(), on_secret=on_secret)
+                            timeout=timeout, verify=_shared_ssl_context(), on_secret=on_secret,
+                            request_hooks=[_count_attempt])
         self.target = built.target
         self._secrets = built.secrets
         self._client = built.sdk
@@ -152,6 +167,14 @@ class AnthropicModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         params = self.build_params(request)
+        attempts: list[int] = []
+        token = _ATTEMPTS.set(attempts)
+        try:
+            return await self._complete(params, attempts)
+        finally:
+            _ATTEMPTS.reset(token)
+
+    async def _complete(self, params: dict[str, Any], attempts: list[int]) -> ModelResponse:
         retries = 0
         while True:
             try:
@@ -169,7 +192,7 @@ class AnthropicModel:
                 response.stop_reason,
                 response.usage,
                 response.model,
-                retries=retries,
+                retries=max(retries, len(attempts) - 1),  # every request after the first was a retry
                 request_id=response.request_id,
                 stop_details=response.stop_details,
                 iterations=response.iterations,

@@ -140,7 +140,8 @@ class ModelResponse:
     model: str
     """The model that answered (as reported by the API); usage is summed under this name."""
     retries: int = 0
-    """Turns re-sent because a stream died midway (the SDK's own retries are not counted)."""
+    """Requests re-sent for this turn: the SDK's own retries (429, 529, 5xx, connection) and ours
+    (a stream that died midway)."""
     request_id: str | None = None
     stop_details: dict[str, Any] | None = None
     """What the API says about the stop (a refusal's category and explanation)."""

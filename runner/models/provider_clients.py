@@ -10,6 +10,7 @@ outputs redact values that were never in the environment.
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ def make_client(
     timeout: httpx2.Timeout,
     verify: Any,
     on_secret: OnSecret | None = None,
+    request_hooks: Sequence[Callable[[httpx2.Request], Awaitable[None]]] = (),
 ) -> Client:
     """The SDK client for `model` on `provider`. Raises ModelAPIError naming a missing credential."""
     target = resolve(provider, model)
@@ -60,7 +62,7 @@ def make_client(
                 on_secret(new)
 
     http_client = anthropic.DefaultAsyncHttpxClient(verify=verify, timeout=timeout,
-                                                    event_hooks={"request": [record]})
+                                                    event_hooks={"request": [record, *request_hooks]})
     common: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout, "http_client": http_client}
     try:
         sdk = _build(provider, target, api_key=api_key, base_url=base_url, common=common)

@@ -191,7 +191,7 @@ class Console:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, ModelTurn):
             self._turn = event.turn
-            self._cost = event.cost_usd
+            self._cost = event.cumulative_cost_usd
         if isinstance(event, Note) and event.level == "warning":
             # Warnings are never quieted, and go to stderr: a CI log must show them even with -q.
             self._warn(f"[warning] {one_line(event.message)}")
@@ -255,7 +255,7 @@ class Console:
         if not self.live:
             self._line(
                 f"[turn {event.turn}] model {one_line(event.stop_reason, 20)}: {calls} tool call(s),"
-                f" cost so far {format_cost(event.cost_usd)} ({event.duration_s:.1f}s)"
+                f" cost so far {format_cost(event.cumulative_cost_usd)} ({event.duration_s:.1f}s)"
             )
         if self.verbosity > 0 and isinstance(event.text, str) and event.text.strip():
             for raw in event.text[:TEXT_LIMIT].splitlines():

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from runner.models.pricing import PriceTable
 from runner.reports.cost import cost_json
+from runner.reports.html import write_report
 from runner.reports.junit import junit_report
 from runner.reports.summary import append_step_summary, summary_md
 from runner.result import RunResult
@@ -97,7 +98,7 @@ def write_reports(
     out_dir: Path, result: RunResult, prices: PriceTable, *, step_summary: bool = True,
     failed: list[str] | None = None,
 ) -> list[str]:
-    """Write result.json, junit.xml, cost.json and summary.md into `out_dir`, and append the
+    """Write result.json, junit.xml, cost.json, summary.md and report.html into `out_dir`, and append the
     summary to $GITHUB_STEP_SUMMARY. Returns warnings (unknown prices, unmerged JUnit files,
     a report that could not be written); each report is attempted even if another fails.
     `failed` gets one line per report that could not be written (a full disk: the run is an error)."""
@@ -135,6 +136,8 @@ def write_reports(
     attempt("junit.xml", junit)
     attempt("cost.json", cost)
     attempt("summary.md", summary_file)
+    # last: the page is made from the files above (and trajectory.jsonl), redacted as they are
+    attempt("report.html", lambda: write_text_atomic(out_dir / "report.html", write_report(out_dir)))
     if step_summary and summary and os.environ.get("GITHUB_STEP_SUMMARY") and not append_step_summary(summary):
         warnings.append("could not append the summary to $GITHUB_STEP_SUMMARY")
     return warnings

@@ -9,12 +9,14 @@ the whole text (`strip_hidden`), so nothing can reorder, hide or recolour what i
 
 from __future__ import annotations
 
+import html
 import logging
 import os
+import re
 from pathlib import Path
 
 from runner.redact_view import strip_hidden
-from runner.result import RunResult
+from runner.result import RunResult, VerifyResult, output_tail
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,12 @@ STATUS_WORDS = {
     "interrupted": "INTERRUPTED",
 }
 MAX_FILES_LISTED = 50
+FINAL_MESSAGE_MD_CHARS = 6000
+"""The final message in markdown (summary.md, the tracking comment, the PR body) is cut here."""
+VERIFY_TAIL_MD_CHARS = 3000
+"""A failed check's output tail in markdown."""
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def status_word(result: RunResult) -> str:
@@ -63,6 +71,47 @@ def _md_code(text: str) -> str:
 def _md_line(text: str, limit: int = 500) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def md_literal(text: str, limit: int = FINAL_MESSAGE_MD_CHARS) -> str:
+    """Text shown as itself in GitHub markdown: every ASCII punctuation mark backslash-escaped
+    (CommonMark allows it for all of them), so nothing in it becomes a link, an image (which the
+    viewer's browser would fetch: a way to send data out), HTML, a heading or a table; mentions
+    and issue references are broken with a zero-width space so they notify nobody. Paragraphs
+    stay paragraphs. Used for the model's words wherever markdown is rendered."""
+    text = _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if len(text) > limit:
+        text = text[:limit].rstrip() + " [... cut]"
+    escaped = _MD_PUNCT.sub(r"\\\1", text)
+    escaped = re.sub(r"(\w)(?=\\[@#])|(?<=\\[@#])(?=\w)", lambda m: (m.group(1) or "") + "\u200b", escaped)
+    return escaped
+
+
+def quote_md(text: str, limit: int = FINAL_MESSAGE_MD_CHARS) -> str:
+    """`md_literal` as a block quote, paragraph breaks kept."""
+    lines = [line.rstrip() for line in md_literal(text, limit).split("\n")]
+    # a backslash at the end of a line is a hard line break: the model's line breaks stay
+    return "\n".join(f"> {line}\\" if line and i + 1 < len(lines) and lines[i + 1] else f"> {line}".rstrip()
+                     for i, line in enumerate(lines))
+
+
+def fence_md(text: str, info: str = "text") -> str:
+    """A fenced code block no backtick run inside can close."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{_CONTROL.sub('', text).rstrip()}\n{fence}"
+
+
+def verify_tails_md(checks: list[VerifyResult], limit: int = VERIFY_TAIL_MD_CHARS) -> list[str]:
+    """Markdown lines: the output tail of every check that ran and failed, collapsed."""
+    lines: list[str] = []
+    for check in checks:
+        if check.passed or not check.ran or not check.output.strip():
+            continue
+        name = html.escape(" ".join(check.name.split())[:200])  # raw HTML: markdown escapes do not apply
+        lines += [f"<details><summary>Output of {name} (its end)</summary>",
+                  "", fence_md(output_tail(check.output, limit)), "", "</details>", ""]
+    return lines
 
 
 def summary_md(result: RunResult) -> str:
@@ -112,9 +161,12 @@ def summary_md(result: RunResult) -> str:
             lines.append(
                 f"| {_md_cell(check.name)} | {verdict} | {code} | {format_duration(check.duration_s)} |"
             )
+        lines.append("")
+        lines += verify_tails_md(result.verify)
     else:
-        lines.append("No checks ran.")
-    lines.append("")
+        lines += ["No checks ran.", ""]
+    if result.final_message.strip():
+        lines += ["### Final message", "", quote_md(result.final_message), ""]
     return strip_hidden("\n".join(lines))
 
 
@@ -138,6 +190,9 @@ def compact_summary(result: RunResult) -> str:
             if len(failed) > 5:
                 line += f" and {len(failed) - 5} more"
         lines.append(line)
+    if result.final_message.strip():
+        words = " ".join(result.final_message.split())
+        lines.append("  final message: " + (words if len(words) <= 600 else words[:599] + "…"))
     return strip_hidden("\n".join(lines))
 
 

@@ -20,7 +20,7 @@ import yaml
 
 from tests.conftest import make_repo, sh_git, tree_digest
 
-OUTPUT_FILES = {"result.json", "patch.diff", "junit.xml", "cost.json", "summary.md", "trajectory.jsonl"}
+OUTPUT_FILES = {"result.json", "patch.diff", "junit.xml", "cost.json", "summary.md", "trajectory.jsonl", "report.html"}
 
 BUGGY = "def mean(xs):\n    return sum(xs) / len(xs)\n"
 TEST = "from calc import mean\n\ndef test_empty():\n    assert mean([]) == 0\n\ndef test_two():\n    assert mean([1, 3]) == 2\n"
@@ -75,7 +75,9 @@ def test_a_fix_end_to_end(tmp_path: Path) -> None:
     r = result_of(out)
     assert r["status"] == "success" and r["exit_code"] == 0
     assert r["turns"] == 4 and r["tool_calls"] == 3
-    assert r["verify"] == [{"name": "tests", "passed": True, "exit_code": 0}]
+    assert [{k: v for k, v in c.items() if k != "output_tail"} for c in r["verify"]] == [
+        {"name": "tests", "passed": True, "exit_code": 0}]
+    assert "2 passed" in r["verify"][0]["output_tail"]
     assert r["patch"] == {"files_changed": 2, "insertions": 3, "deletions": 0}
     assert r["base_commit"] == sh_git(repo, "rev-parse", "HEAD")
     # the user's repository is byte-for-byte untouched and has no worktree registered
@@ -198,7 +200,10 @@ def test_sigterm_mid_tool_call_writes_outputs_and_exits_143(tmp_path: Path) -> N
     r = result_of(out)
     assert r["status"] == "interrupted" and r["exit_code"] == 143
     assert "partial.txt" in (out / "patch.diff").read_text()
-    assert not list((tmp_path / "cache" / "runs").iterdir())
+    # an interrupted run can be resumed: only its worktree and saved conversation stay (issue 16)
+    assert r["resumable"] is True
+    (run_dir,) = (tmp_path / "cache" / "runs").iterdir()
+    assert {p.name for p in run_dir.iterdir()} <= {"worktree", "resume.json", "owner.json", "patch.git"}
     ps = subprocess.run(["pgrep", "-f", "sleep 93.17"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
 
@@ -231,7 +236,8 @@ def test_wall_clock_limit_stops_a_running_tool_call(tmp_path: Path) -> None:
     assert r["status"] == "limit" and r["reason"].startswith("timeout reached") and "3s" in r["reason"]
     assert "w.txt" in (out / "patch.diff").read_text()
     # no time left: verify does not run after the wall-clock limit, and the reports say so
-    assert r["verify"] == [{"name": "tests", "passed": False, "exit_code": None, "ran": False}]
+    assert r["verify"] == [{"name": "tests", "passed": False, "exit_code": None, "ran": False,
+                            "output_tail": "not run: " + r["reason"]}]
     assert "<skipped" in (out / "junit.xml").read_text()
 
 
@@ -252,7 +258,9 @@ def test_a_hanging_verify_check_is_stopped_at_the_tool_timeout(tmp_path: Path) -
     proc = astra("run", str(task), cwd=tmp_path)
     assert time.monotonic() - started < 20
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert result_of(out)["verify"] == [{"name": "hangs", "passed": False, "exit_code": None}]
+    check = result_of(out)["verify"][0]
+    assert (check["name"], check["passed"], check["exit_code"]) == ("hangs", False, None)
+    assert "timed out after 2s" in check["output_tail"]
     assert "timed out after 2s" in (out / "junit.xml").read_text()
 
 

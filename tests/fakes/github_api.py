@@ -7,8 +7,10 @@
         gh.calls                               # every request: Call(method, path, body, auth)
         gh.comments[12]                        # the comments of issue/PR 12, as stored
 
-Endpoints: GET collaborators/{user}/permission (404 for unknown users), GET pulls/{n},
-GET issues/{n}, GET/POST issues/{n}/comments, PATCH issues/comments/{id}, POST pulls.
+Endpoints: GET collaborators/{user}/permission (404 for unknown users), GET pulls/{n}, GET pulls
+(the open ones), GET issues/{n}, GET/POST issues/{n}/comments, PATCH issues/comments/{id},
+POST pulls. What the token posts is by `identity` (the Actions token's `github-actions[bot]`, or a
+GitHub App's bot with `app` set, as GitHub marks its comments with `performed_via_github_app`).
 A wrong or missing token gets 401, an unknown path 404 (as GitHub does).
 """
 
@@ -43,6 +45,11 @@ class FakeGitHubAPI:
         self.calls: list[Call] = []
         self.fail: dict[tuple[str, str], int] = {}
         """(method, path regex) -> HTTP status to answer instead."""
+        self.identity: dict[str, Any] = {"login": "github-actions[bot]", "type": "Bot"}
+        self.app: dict[str, Any] | None = None
+        """Set (e.g. {"slug": "astra-app"}) when the token is a GitHub App's."""
+        self.comment_edits: dict[int, list[str]] = {}
+        """Every body a comment was PATCHed to, in order."""
         self._ids = 1000
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -81,7 +88,10 @@ class FakeGitHubAPI:
             return 200, {"permission": perm, "role_name": role, "user": {"login": login, "type": "User"}}
         if (m := re.fullmatch(r"/pulls/(\d+)", rest)) and method == "GET":
             n = int(m.group(1))
-            return (200, self.pulls[n]) if n in self.pulls else (404, {"message": "Not Found"})
+            pulls = {**{p["number"]: p for p in self.created_pulls}, **self.pulls}
+            return (200, pulls[n]) if n in pulls else (404, {"message": "Not Found"})
+        if rest == "/pulls" and method == "GET":  # the query is not seen here: always the open ones
+            return 200, [p for p in [*self.pulls.values(), *self.created_pulls] if p.get("state", "open") == "open"]
         if (m := re.fullmatch(r"/issues/(\d+)", rest)) and method == "GET":
             n = int(m.group(1))
             return (200, self.issues[n]) if n in self.issues else (404, {"message": "Not Found"})
@@ -93,9 +103,10 @@ class FakeGitHubAPI:
                 if not isinstance(body, dict) or not isinstance(body.get("body"), str):
                     return 422, {"message": "body is required"}
                 self._ids += 1
-                comment = {"id": self._ids, "body": body["body"], "user": {"login": "github-actions[bot]",
-                                                                           "type": "Bot"},
+                comment = {"id": self._ids, "body": body["body"], "user": dict(self.identity),
                            "html_url": f"https://github.example/{self.repo}/issues/{n}#issuecomment-{self._ids}"}
+                if self.app is not None:
+                    comment["performed_via_github_app"] = dict(self.app)
                 self.comments.setdefault(n, []).append(comment)
                 return 201, comment
         if (m := re.fullmatch(r"/issues/comments/(\d+)", rest)) and method == "PATCH":
@@ -104,13 +115,16 @@ class FakeGitHubAPI:
                 for c in comments:
                     if c["id"] == cid:
                         c["body"] = body["body"]
+                        self.comment_edits.setdefault(cid, []).append(body["body"])
                         return 200, c
             return 404, {"message": "Not Found"}
         if rest == "/pulls" and method == "POST":
             self._ids += 1
             pr = {"number": self._ids, "html_url": f"https://github.example/{self.repo}/pull/{self._ids}",
                   "draft": bool(body.get("draft")), "title": body.get("title"), "body": body.get("body"),
-                  "head": {"ref": body.get("head")}, "base": {"ref": body.get("base")}}
+                  "state": "open", "user": dict(self.identity),
+                  "head": {"ref": body.get("head"), "repo": {"full_name": self.repo}},
+                  "base": {"ref": body.get("base"), "repo": {"full_name": self.repo}}}
             self.created_pulls.append(pr)
             return 201, pr
         return 404, {"message": "Not Found"}

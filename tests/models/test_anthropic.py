@@ -241,9 +241,21 @@ async def test_429_then_success_is_retried_by_the_sdk(api: FakeMessagesAPI, make
     api.add({"error": {"status": 429, "retry_after": 0.01}}, {"text": "after the rate limit"})
     response = await make_model(max_retries=2).complete(ask())
     assert response.text == "after the rate limit"
-    assert response.retries == 0  # the SDK's own retries are not ours to count
+    assert response.retries == 1  # the SDK's own retry is counted (issue 16: it read 0)
     assert [c.status for c in api.calls] == [429, 200]
     assert api.calls[1].headers["x-stainless-retry-count"] == "1"
+
+
+async def test_retries_are_counted_per_call(api: FakeMessagesAPI, make_model: MakeModel) -> None:
+    """Two 529s, then a stream that dies and is re-sent by us: three retries in all; the next
+    call on the same client starts again from zero."""
+    api.add({"error": {"status": 529}}, {"error": {"status": 529}}, {"text": "dies", "chunks": 6, "cut_after": 5},
+            {"text": "third time"}, {"text": "next call"})
+    model = make_model(max_retries=2)
+    first = await model.complete(ask())
+    assert first.text == "third time" and first.retries == 3
+    second = await model.complete(ask())
+    assert second.text == "next call" and second.retries == 0
 
 
 async def test_529_beyond_the_sdk_retries_is_a_retryable_failure(api: FakeMessagesAPI, make_model: MakeModel) -> None:
@@ -442,7 +454,7 @@ async def test_cancellation_closes_the_stream_promptly(
 async def test_dropped_connection_before_the_response_is_retried(api: FakeMessagesAPI, make_model: MakeModel) -> None:
     api.add({"drop": True}, {"text": "second try"})
     response = await make_model(max_retries=2).complete(ask())
-    assert response.text == "second try" and response.retries == 0
+    assert response.text == "second try" and response.retries == 1
     assert len(api.calls) == 2
 
 

@@ -31,7 +31,8 @@ class FakeTerminal(io.StringIO):
 
 
 def turn(n: int, text: str = "", tools: int = 1, cost: float | None = 0.0123) -> ModelTurn:
-    return ModelTurn(n, "claude-sonnet-5-5", "tool_use", text, [{}] * tools, Usage(10, 10), cost, 1.5)
+    return ModelTurn(n, "claude-sonnet-5-5", "tool_use", text, [{}] * tools, Usage(10, 10), cost, 1.5,
+                     cumulative_cost_usd=cost)
 
 
 def events() -> list[Event]:

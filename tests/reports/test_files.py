@@ -53,7 +53,7 @@ def test_write_reports_writes_every_file(tmp_path: Path, monkeypatch: pytest.Mon
     )
     out = tmp_path / "astra-out"
     warnings = write_reports(out, result, load_prices())
-    assert sorted(p.name for p in out.iterdir()) == ["cost.json", "junit.xml", "result.json", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["cost.json", "junit.xml", "report.html", "result.json", "summary.md"]
     assert json.loads((out / "result.json").read_text(encoding="utf-8"))["status"] == "failed"
     cost = json.loads((out / "cost.json").read_text(encoding="utf-8"))
     assert cost["total_cost_usd"] is None
