@@ -20,7 +20,6 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ConfigError
@@ -55,12 +54,9 @@ class ScriptedTurn(BaseModel):
 
 
 def load_script(path: Path) -> list[ScriptedTurn]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the scripted model: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML error in the scripted model: {exc}") from None
+    from runner.yamlio import read_yaml_file  # limits: size, encoding, depth, file type
+
+    data, _ = read_yaml_file(path, "scripted model")
     if not isinstance(data, list):
         raise ConfigError(f"{path}:1: a scripted model is a YAML list of turns")
     turns = []

@@ -285,12 +285,13 @@ def test_console_in_ci_has_no_escape_codes(tmp_path: Path) -> None:
     assert "SUCCESS" in lines[-4] or any("SUCCESS" in line for line in lines[-5:])
 
 
-def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+def test_a_ref_that_does_not_exist_exits_2_before_anything_is_created(tmp_path: Path) -> None:
     task, _, out = scenario(tmp_path, FIX, ref="no-such-branch")
     proc = astra("run", str(task), cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"{task}:" in proc.stdout and ": ref: no-such-branch does not name a commit" in proc.stdout
-    assert result_of(out)["status"] == "error"
+    assert f"{task}:" in proc.stderr and ": ref: no-such-branch does not name a commit" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # exit 2: nothing was run, nothing was made (SPEC §1)
 
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("name: x\nprompt: p\nrepo: ./nowhere\n", ":3: repo:"),
         ("name: x\nprompt: p\nsandbox:\n  backend: podman\n", ":4: sandbox.backend: Input should be 'docker' or 'local'"),
         ("name: x\nprompt: p\nverify:\n  - name: t\n    run: true\n  - nam: u\n", ":6: verify[1].nam: unknown key"),
-        ("name: x\nprompt: p\nsandbox:\n  memory: lots\n", ":4: sandbox.memory: 'lots' is not a memory size"),
+        ("name: x\nprompt: p\nsandbox:\n  memory: lots\n", ":4: sandbox.memory: 'lots' is not a size like 512m"),
         ("- just\n- a list\n", ":1: (top level): expected a mapping"),
         ("", ":1: (top level): the task file is empty"),
         ("name: x\nprompt_file: missing.md\n", ":2: prompt_file: cannot read"),
@@ -97,7 +98,8 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key-not-used"}  # validate checks that credentials exist
+    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def test_validate_exits_2_without_traceback(tmp_path: Path) -> None:
