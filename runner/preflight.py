@@ -28,6 +28,7 @@ from runner.models.scripted import load_script, resolve_script
 from runner.problems import ConfigProblems, Problem
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
+from runner.yamlio import exists, is_dir
 
 if TYPE_CHECKING:
     from runner.settings import Flags, Settings
@@ -147,7 +148,7 @@ def find(
     if not skip & {"model", "provider"}:
         found += _model(task, machine)
     out_dir = Path(spec.outputs.dir).expanduser()
-    if "outputs" not in skip and out_dir.exists() and not out_dir.is_dir():
+    if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
     if check_git:
         if not skip & {"repo", "ref"}:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from runner.errors import ConfigError
 from runner.problems import Layers, Problem, from_validation
 from runner.task import TaskSpec, is_git_url
-from runner.yamlio import read_text
+from runner.yamlio import is_dir, read_text
 
 _PLACEHOLDER = {"name": "placeholder", "prompt": "placeholder"}
 """Stand-ins for fields with problems, so the other fields can still be checked."""
@@ -97,7 +97,7 @@ def _field_checks(
     repo = spec.repo
     if "repo" not in skip and not is_git_url(spec.repo):
         repo_path = (base_dir / spec.repo).resolve()
-        if not repo_path.is_dir():
+        if not is_dir(repo_path):
             problems.append(layers.problem(("repo",), f"{repo_path} does not exist or is not a directory"))
         repo = str(repo_path)
     if "policy" not in skip and spec.policy is not None:

@@ -24,6 +24,7 @@ import errno
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,29 @@ def read_text(path: Path, what: str, *, limit: int = MAX_FILE_BYTES, source: str
     return decode_utf8(data, shown, what)
 
 
+def is_dir(path: Path) -> bool:
+    """Path.is_dir() that says False for any path the system refuses (a name too long, ...)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file() that says False for any path the system refuses."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def decode_utf8(data: bytes, source: str, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -212,7 +236,9 @@ def load_yaml(text: str, source: str) -> tuple[Any, Positions, list[Problem]]:
     y = _yaml()
     y.constructor.duplicates = []
     try:
-        doc = y.load(text)
+        with warnings.catch_warnings():  # ruamel's warnings (a reused anchor, 1.1 floats) are not ours to print
+            warnings.simplefilter("ignore")
+            doc = y.load(text)
     except MaxDepthExceededError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         raise ConfigError(f"{source}:{line}: (top level): nested more than {MAX_DEPTH} levels deep") from None

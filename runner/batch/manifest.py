@@ -36,7 +36,7 @@ from runner.errors import ConfigError
 from runner.problems import ConfigProblems, Layer, Layers, Problem, from_validation, messages_of
 from runner.settings import Flags, Settings, apply_overrides
 from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, load_task
-from runner.yamlio import Positions, load_yaml_file
+from runner.yamlio import Positions, is_dir, is_file, load_yaml_file
 
 SHARD_ENV = "ASTRA_SHARD"
 SHARD_COUNT_ENV = "ASTRA_SHARD_COUNT"
@@ -163,8 +163,8 @@ def _with_preflight(
 def _expand(base: Path, pattern: str) -> list[Path]:
     full = pattern if os.path.isabs(pattern) else str(base / pattern)
     if glob.has_magic(pattern):
-        return sorted(Path(p).resolve() for p in glob.glob(full, recursive=True) if Path(p).is_file())
-    return [Path(full).resolve()] if Path(full).is_file() else []
+        return sorted(Path(p).resolve() for p in glob.glob(full, recursive=True) if is_file(Path(p)))
+    return [Path(full).resolve()] if is_file(Path(full)) else []
 
 
 def _check_defaults(defaults: Mapping[str, Any], source: str, root: Positions) -> list[Problem]:
@@ -212,7 +212,7 @@ def _matrix_tasks(
             resolved = repo
         else:
             resolved = str((base / repo).resolve())
-            if not Path(resolved).is_dir():
+            if not is_dir(Path(resolved)):
                 errors.append(Problem(source, root.line(("matrix", "repos", ri)), f"matrix.repos[{ri}]",
                                       f"{resolved} does not exist or is not a directory"))
                 continue

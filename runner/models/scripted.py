@@ -99,8 +99,10 @@ class ScriptedModel:
 
 
 def resolve_script(spec: str, base_dir: Path) -> Path:
+    from runner.yamlio import is_file  # a path the system refuses (too long) is simply not found
+
     raw = Path(spec[len(PREFIX):]).expanduser()
     for candidate in ([raw] if raw.is_absolute() else [base_dir / raw, Path.cwd() / raw]):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate.resolve()
     raise ConfigError(f"model: scripted model file {raw} not found (relative to {base_dir} or the current directory)")
