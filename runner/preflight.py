@@ -240,6 +240,18 @@ def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
     return found
 
 
+def uncommitted_changes(repo: Path) -> int:
+    """How many paths of the user's checkout differ from its HEAD (staged, unstaged or untracked,
+    ignored files not counted): a run starts from a commit and does not see them. 0 when unknown."""
+    from runner.workspace import git  # host git with the safe config (no hooks, no fsmonitor)
+
+    try:
+        proc = git(["-C", str(repo), "status", "--porcelain", "--untracked-files=normal"], check=False, timeout=30)
+    except Exception:
+        return 0
+    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+
+
 def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
     """Every problem found, as `FILE:LINE: field: what is wrong`."""
     return [str(p) for p in find(task, check_git=check_git)]

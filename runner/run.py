@@ -35,6 +35,7 @@ from runner.agent.events import (
     RunFinished,
     RunStarted,
     SandboxReady,
+    SetupFinished,
 )
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent, AgentState
@@ -52,7 +53,7 @@ from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
 from runner.settings import Settings
-from runner.task import LoadedTask
+from runner.task import LoadedTask, is_git_url
 from runner.tools import ToolContext, ToolRegistry
 from runner.verify import not_run, run_checks
 from runner.workspace import Workspace
@@ -284,6 +285,10 @@ async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
         field, _, problem = str(exc).partition(": ")
         raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
     ctx.result.base_commit = ctx.workspace.base_commit
+    if not is_git_url(task.repo) and (dirty := await asyncio.to_thread(preflight.uncommitted_changes, Path(task.repo))):
+        emit(Note(f"{task.repo} has {dirty} uncommitted change(s); the run starts from "
+                  f"{spec.ref or 'HEAD'} ({ctx.workspace.base_commit[:12]}) and does not see them: "
+                  "commit them first if the agent should", level="warning"))
     emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
                     spec.limits.model_dump()))
 
@@ -304,11 +309,16 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            setup_timeout_s=spec.sandbox.setup_timeout,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
     started = time.monotonic()
-    await ctx.sandbox.start()
+    try:
+        await ctx.sandbox.start()
+    finally:  # each setup command's output and time, also when one failed
+        for step in ctx.sandbox.setup_log:
+            emit(SetupFinished(step.command, step.exit_code, step.duration_s, step.output_tail, step.timed_out))
     ctx.sandbox_started = True
     emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3)))
 
@@ -385,7 +395,7 @@ async def _finish(
     result, state = ctx.result, (ctx.agent.state if ctx.agent else AgentState())
     if ctx.workspace is not None:
         await _write_patch(ctx, emit)
-    set_outcome(result, state, outcome, ctx.notes)
+    set_outcome(result, state, outcome, ctx.notes, expect_changes=ctx.task.spec.expect_changes)
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd

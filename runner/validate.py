@@ -61,7 +61,7 @@ def print_task_table(planned: Sequence[PlannedTask], out: TextIO) -> None:
             p.task.repo + (f" @ {spec.ref}" if spec.ref else ""),
             spec.model or "",
             spec.sandbox.backend + (f" {spec.sandbox.image}" if spec.sandbox.backend == "docker" else ""),
-            f"{lim.max_turns} turns, ${lim.max_cost_usd:g}, {lim.timeout:g}s",
+            f"{lim.max_turns} turn{'' if lim.max_turns == 1 else 's'}, ${lim.max_cost_usd:g}, {lim.timeout:g}s",
             str(len(spec.verify)),
             p.origin,
         ))
