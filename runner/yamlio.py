@@ -34,7 +34,7 @@ from runner.errors import ConfigError
 
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 40
-MAX_VALUES = 100_000
+MAX_VALUES = 20_000
 
 Loc = tuple[int | str, ...]
 
