@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     """ASTRA_IMAGE: the sandbox image."""
     out: str | None = None
     """ASTRA_OUT: the output directory."""
-    max_turns: int | None = Field(default=None, gt=0)
-    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_turns: int | None = Field(default=None, gt=0, le=10_000)
+    max_cost_usd: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     timeout: Duration | None = None
     tool_timeout: Duration | None = None
     cache: Path = Path.home() / ".cache" / "astra-run"

@@ -238,3 +238,20 @@ def test_a_missing_image_and_too_many_cpus_are_found_by_validate(
                                "Docker host; build it with `sandbox-images/build.sh`"), lines
     assert lines[1].startswith("task.yaml:5: sandbox.cpus: 1000 is more than the "), lines
     assert len(lines) == 2
+
+
+def test_batch_dry_run_prints_the_task_table_and_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    case = Case("dry", {"m.yaml": "tasks: [a.yaml, b.yaml]\n", "a.yaml": "name: a\nprompt: p\n" + LOCAL,
+                        "b.yaml": "name: b\nprompt: p\nmodel: scripted:turns.yaml\n" + LOCAL,
+                        "turns.yaml": "- text: done\n"}, [])
+    _prepare(tmp_path, case, monkeypatch)
+    assert main(["batch", "m.yaml", "--dry-run", "--out", "out"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("astra-run batch: dry run: 2 task(s) would run") and "nothing was run" in out[0]
+    assert out[1].split()[0] == "task" and out[2].startswith("a ") and out[3].startswith("b ")
+    assert "scripted:turns.yaml" in out[3]
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "b.yaml").write_text("name: b\nprompt: p\nref: nope\n" + LOCAL)
+    assert main(["batch", "m.yaml", "--dry-run"]) == 2
+    assert "b.yaml:3: ref: nope does not name a commit" in capsys.readouterr().err
