@@ -6,8 +6,10 @@ nobody serves, no API credentials, a sandbox image that was never built, more CP
 Docker host has, an output directory that is a file. Each problem is reported as
 `FILE:LINE: field: problem` (exit 2) before anything is created.
 
-Credentials are checked per provider by a small function in `CREDENTIAL_CHECKS`: a provider
-adds its own (the environment in, None or what is missing out).
+Credentials are asked of each provider's own chain (runner.models.credentials); `validate`
+reports missing ones as a warning (a task is often checked where they are not), `run` and
+`batch` as a problem (exit 2). A `${NAME}` of a provider's variable is refused anywhere it would
+reach the sandbox or an MCP server.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import AstraError, ConfigError
+from runner.models.credentials import check_credentials as credential_problems
+from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.models.scripted import load_script, resolve_script
 from runner.problems import ConfigProblems, Problem
@@ -33,18 +37,6 @@ from runner.yamlio import exists, is_dir
 if TYPE_CHECKING:
     from runner.settings import Flags, Settings
 
-
-def _anthropic_credentials(env: Mapping[str, str]) -> str | None:
-    if env.get("ANTHROPIC_API_KEY") or env.get("ANTHROPIC_AUTH_TOKEN"):
-        return None
-    return ("no credentials for provider anthropic: set ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN for a bearer "
-            "token), or use a scripted model (model: scripted:PATH) to run without the API")
-
-
-CREDENTIAL_CHECKS: dict[str, Callable[[Mapping[str, str]], str | None]] = {
-    "anthropic": _anthropic_credentials,
-}
-"""provider -> a check of the environment: None when usable, else what is missing (SPEC §7)."""
 
 KNOWN_UNPRICED = ("claude-haiku-5-5", "claude-mythos-5-2", "claude-mythos-preview")
 """Real model ids the price file leaves out on purpose (their cost is 'unknown')."""
@@ -125,10 +117,13 @@ class Machine:
 
 
 def find(
-    task: LoadedTask, *, check_git: bool = True, machine: Machine | None = None, skip: frozenset[str] = frozenset()
+    task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True, machine: Machine | None = None,
+    skip: frozenset[str] = frozenset(),
 ) -> list[Problem]:
-    """Every problem found. `check_git`: also ask git and Docker (a full preflight). `skip`: top-level
-    fields that already have problems (their values are stand-ins): not checked again."""
+    """Every problem found. `check_git`: also ask git and Docker (a full preflight).
+    `check_credentials`: also whether the provider's credentials are there (`validate` reports
+    them apart, as warnings: see `credential_warnings`). `skip`: top-level fields that already
+    have problems (their values are stand-ins): not checked again."""
     machine = machine or Machine()
     spec = task.spec
     found: list[Problem] = []
@@ -145,8 +140,12 @@ def find(
                     if name not in machine.env:
                         found.append(task.problem(("mcp_servers", server_name, section, key),
                                                   f"host variable ${{{name}}} is not set"))
+    if not skip & {"sandbox", "mcp_servers"}:
+        found += provider_secret_refs(task)
     if not skip & {"model", "provider"}:
         found += _model(task, machine)
+        if check_credentials:
+            found += credential_warnings(task)
     out_dir = Path(spec.outputs.dir).expanduser()
     if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
@@ -160,7 +159,7 @@ def find(
 
 def checked(
     load: Callable[[], LoadedTask], settings: Settings, flags: Flags, *, check_git: bool = True,
-    machine: Machine | None = None,
+    check_credentials: bool = True, machine: Machine | None = None,
 ) -> LoadedTask:
     """`load()` the task, apply settings and flags, and preflight it: every problem, one ConfigError.
 
@@ -175,9 +174,10 @@ def checked(
         if exc.partial is None:
             raise
         partial = apply_overrides(exc.partial, settings, flags)
-        more = find(partial, check_git=check_git, machine=machine, skip=exc.unchecked)
+        more = find(partial, check_git=check_git, check_credentials=check_credentials, machine=machine,
+                    skip=exc.unchecked)
         raise ConfigProblems([*exc.problems, *more]) from None
-    check(task, check_git=check_git, machine=machine)
+    check(task, check_git=check_git, check_credentials=check_credentials, machine=machine)
     return task
 
 
@@ -191,13 +191,37 @@ def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
             return [task.problem(("model",), str(exc).removeprefix("model: "))]
         return []
     found = []
-    if problem := model_problem(model, machine.env):
+    if (spec.provider or "anthropic") == "anthropic" and (problem := model_problem(model, machine.env)):
         found.append(task.problem(("model",), problem))
-    provider = spec.provider or "anthropic"
-    check = CREDENTIAL_CHECKS.get(provider)
-    if check is not None and (missing := check(machine.env)):
-        written = task.origin.main.positions.has(("provider",)) or ("provider",) in _overridden(task)
-        found.append(task.problem(("provider",) if written else ("model",), missing))
+    return found
+
+
+def credential_warnings(task: LoadedTask) -> list[Problem]:
+    """What the provider's credential chain is missing here (none for a scripted model), placed
+    at `provider` when the task (or ASTRA_PROVIDER) sets it, else at `model`."""
+    spec = task.spec
+    if (spec.model or "").startswith(SCRIPTED_PREFIX):
+        return []
+    written = task.origin.main.positions.has(("provider",)) or ("provider",) in _overridden(task)
+    loc = ("provider",) if written else ("model",)
+    return [task.problem(loc, p) for p in credential_problems(spec.provider or "anthropic")]
+
+
+def provider_secret_refs(task: LoadedTask) -> list[Problem]:
+    """`${NAME}` of a model provider's variable in sandbox.env or an MCP server's env or headers:
+    refused, whatever the variable holds (SPEC §7: no credential ever enters the sandbox)."""
+    spec = task.spec
+    fields: list[tuple[tuple[str, ...], dict[str, str]]] = [(("sandbox", "env"), dict(spec.sandbox.env))]
+    for server_name, server in spec.mcp_servers.items():
+        fields += [(("mcp_servers", server_name, "env"), server.env),
+                   (("mcp_servers", server_name, "headers"), server.headers)]
+    found = []
+    for loc, values in fields:
+        for key, value in values.items():
+            for name in HOST_VAR.findall(value):
+                if is_provider_secret_var(name):
+                    found.append(task.problem((*loc, key), f"${{{name}}} is a model provider's variable; "
+                                              "it is never passed to the sandbox or an MCP server"))
     return found
 
 
@@ -252,11 +276,13 @@ def uncommitted_changes(repo: Path) -> int:
     return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
 
 
-def problems(task: LoadedTask, *, check_git: bool = True) -> list[str]:
+def problems(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> list[str]:
     """Every problem found, as `FILE:LINE: field: what is wrong`."""
-    return [str(p) for p in find(task, check_git=check_git)]
+    return [str(p) for p in find(task, check_git=check_git, check_credentials=check_credentials)]
 
 
-def check(task: LoadedTask, *, check_git: bool = True, machine: Machine | None = None) -> None:
-    if found := find(task, check_git=check_git, machine=machine):
+def check(
+    task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True, machine: Machine | None = None
+) -> None:
+    if found := find(task, check_git=check_git, check_credentials=check_credentials, machine=machine):
         raise ConfigProblems(found)

@@ -21,7 +21,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -42,7 +42,9 @@ from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.models.base import Model
+from runner.models.credentials import credential_values
 from runner.models.pricing import PriceTable, load_prices
+from runner.models.providers import Provider
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
@@ -125,14 +127,17 @@ def new_run_id(task_name: str) -> str:
     return f"{task_name}-{stamp}-{secrets.token_hex(3)}"
 
 
-def make_model(name: str, base_dir: Path) -> Model:
+def make_model(name: str, base_dir: Path, *, provider: Provider = "anthropic", prices: PriceTable | None = None,
+               on_secret: Callable[[Iterable[str]], object] | None = None) -> Model:
+    """The task's model: scripted, or Claude on `provider` (its platform price entered into `prices`;
+    credentials minted while it runs, such as a Google access token, reported to `on_secret`)."""
     from runner.models.scripted import ScriptedModel, resolve_script
 
     if name.startswith(SCRIPTED_PREFIX):
         return ScriptedModel(resolve_script(name, base_dir), name)
-    from runner.models.anthropic import AnthropicModel
+    from runner.models.platform_model import make_api_model
 
-    return AnthropicModel(name)
+    return make_api_model(name, provider, prices=prices, on_secret=on_secret)
 
 
 async def run_task(
@@ -168,7 +173,7 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor(secrets)
+    redactor = Redactor([*secrets, *credential_values()])  # every provider's credentials too
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
@@ -248,9 +253,12 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     env = _sandbox_env(ctx, emit)
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
-    ctx.model = make_model(spec.model or "", ctx.task.base_dir)
+    ctx.model = make_model(spec.model or "", ctx.task.base_dir, provider=spec.provider or "anthropic",
+                           prices=ctx.prices, on_secret=ctx.redactor.add)
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
+    if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
+        emit(Note(f"model {target.model} on {target.provider}: {target.wire_id} ({target.platform})"))
     await _start_sandbox(ctx, emit, env)
     assert ctx.sandbox is not None
     tools = ToolRegistry.builtin()

@@ -76,14 +76,15 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, what: str = "") -> int:
     """`512m`, `4g`, `1.5g`, `1024` (bytes) -> bytes. Units are powers of 1024, as Docker's."""
     m = _SIZE_RE.match(text)
+    kind = f"{what} size" if what else "size"
     if not m:
-        raise ValueError(f"{text!r} is not a size like 512m or 4g")
+        raise ValueError(f"{text!r} is not a {kind} like 512m or 4g")
     value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
     if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a size like 512m or 4g")
+        raise ValueError(f"{text!r} is not a {kind} like 512m or 4g")
     return int(value)
 
 
@@ -143,7 +144,7 @@ class SandboxSpec(_Strict):
     @field_validator("memory")
     @classmethod
     def _memory(cls, v: str) -> str:
-        size = parse_size(v)
+        size = parse_size(v, "memory")
         if size < MIN_MEMORY:
             raise ValueError(f"{v!r} is less than Docker's smallest memory limit, 6m")
         if size > 1024**4:
@@ -153,7 +154,7 @@ class SandboxSpec(_Strict):
     @field_validator("disk")
     @classmethod
     def _disk(cls, v: str) -> str:
-        size = parse_size(v)
+        size = parse_size(v, "disk")
         if size < 1024**2:
             raise ValueError(f"{v!r} is less than the smallest disk limit, 1m")
         if size > 64 * 1024**4:

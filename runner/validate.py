@@ -7,6 +7,7 @@ effective policy); a valid manifest prints the table of its tasks, as `batch --d
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -40,11 +41,14 @@ def validate(path: str, out: TextIO) -> int:
 
 
 def _manifest(path: str, out: TextIO, settings: Settings) -> int:
+    from runner import preflight
     from runner.batch.commands import DEFAULT_OUT
     from runner.batch.manifest import load_manifest
 
-    planned = load_manifest(path, settings, Path(settings.out or DEFAULT_OUT).expanduser().resolve())
+    planned = load_manifest(path, settings, Path(settings.out or DEFAULT_OUT).expanduser().resolve(),
+                            check_credentials=False)
     out.write(f"{path}: valid batch manifest, {len(planned)} task(s)\n")
+    _warn(list(dict.fromkeys(p for t in planned for p in preflight.credential_warnings(t.task))))
     print_task_table(planned, out)
     return 0
 
@@ -71,6 +75,13 @@ def print_task_table(planned: Sequence[PlannedTask], out: TextIO) -> None:
         out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
 
 
+def _warn(problems: Sequence[object]) -> None:
+    """Missing credentials: a warning in `validate` (a task is often checked where they are not);
+    `run` and `batch` stop on them (exit 2)."""
+    for problem in problems:
+        print(f"astra-run: warning: {problem} (a run here would stop with exit 2)", file=sys.stderr)
+
+
 def _task(path: str, out: TextIO) -> int:
     from runner import preflight
     from runner.policy import Policy
@@ -78,11 +89,16 @@ def _task(path: str, out: TextIO) -> int:
     from runner.task import load_task
 
     machine = preflight.Machine()
-    task = preflight.checked(lambda: load_task(path), load_settings(), Flags(), machine=machine)
+    task = preflight.checked(lambda: load_task(path), load_settings(), Flags(), check_credentials=False,
+                             machine=machine)
     spec = task.spec
     out.write(f"{path}: valid task {spec.name!r}\n")
     out.write(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else "") + "\n")
-    out.write(f"  model:   {spec.model} (provider {spec.provider})\n")
+    out.write(f"  model:   {spec.model}\n")
+    if not (spec.model or "").startswith("scripted:"):
+        missing = preflight.credential_warnings(task)
+        out.write(f"  provider: {spec.provider}, credentials " + ("found" if not missing else "MISSING here") + "\n")
+        _warn(missing)
     out.write(f"  sandbox: {spec.sandbox.backend} ({spec.sandbox.image}, network {spec.sandbox.network} "
               f"in the agent phase, setup timeout {spec.sandbox.setup_timeout:g}s)\n")
     lim = spec.limits

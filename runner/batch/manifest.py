@@ -94,6 +94,7 @@ def _repo_label(repo: str) -> str:
 
 def load_manifest(
     path: str | os.PathLike[str], settings: Settings, out: Path, *, check_machine: bool = True,
+    check_credentials: bool = True,
 ) -> list[PlannedTask]:
     """Every task of the manifest, validated, sorted by name. Raises ConfigError with all problems.
 
@@ -131,17 +132,18 @@ def load_manifest(
             try:
                 task = load_task(shown, overrides=spec.defaults, overrides_layer=defaults)
             except ConfigError as exc:
-                errors += _with_preflight(exc, settings, out, check_machine, machine)
+                errors += _with_preflight(exc, settings, out, check_machine, check_credentials, machine)
                 continue
             planned.append(PlannedTask(task.spec.name, shown, task))
     if spec.matrix is not None:
         planned += _matrix_tasks(spec.matrix, spec.defaults, base, source, root, errors,
-                                 lambda exc: _with_preflight(exc, settings, out, check_machine, machine))
+                                 lambda exc: _with_preflight(exc, settings, out, check_machine, check_credentials,
+                                                             machine))
     errors += _check_names(planned)
     final = []
     for p in planned:
         task = apply_overrides(p.task, settings, Flags(out=str(out / p.name)))
-        errors += preflight.find(task, check_git=check_machine, machine=machine)
+        errors += preflight.find(task, check_git=check_machine, check_credentials=check_credentials, machine=machine)
         final.append(PlannedTask(p.name, p.origin, task))
     if errors:
         raise ConfigProblems(errors)
@@ -149,14 +151,16 @@ def load_manifest(
 
 
 def _with_preflight(
-    exc: ConfigError, settings: Settings, out: Path, check_machine: bool, machine: preflight.Machine
+    exc: ConfigError, settings: Settings, out: Path, check_machine: bool, check_credentials: bool,
+    machine: preflight.Machine,
 ) -> list[Problem | str]:
     """A task's problems, and the machine checks of what of it could be built (one pass)."""
     found = messages_of(exc)
     if isinstance(exc, ConfigProblems) and exc.partial is not None:
         name = exc.partial.spec.name
         partial = apply_overrides(exc.partial, settings, Flags(out=str(out / name)))
-        found += preflight.find(partial, check_git=check_machine, machine=machine, skip=exc.unchecked)
+        found += preflight.find(partial, check_git=check_machine, check_credentials=check_credentials,
+                                machine=machine, skip=exc.unchecked)
     return found
 
 

@@ -32,6 +32,7 @@ from runner.github.event import GitHubEnv, Request, Skip, load_event
 from runner.github.gate import decide
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
+from runner.models.credentials import credential_values
 from runner.redact import Redactor
 from runner.reports.summary import append_step_summary
 from runner.result import RunResult
@@ -124,7 +125,7 @@ class _GitHubRun:
         self.checkout = Path.cwd()
         self.comment_id: int | None = None
         self.mark = tracking.marker(env.run_id, str(req.comment_id or f"{env.event_name}-{req.number}"))
-        self.redactor = Redactor([env.token])
+        self.redactor = Redactor([env.token, *credential_values()])  # comments never hold a provider credential
         self.pull: dict[str, Any] = {}
         self.git_dir = Path()
         self._defaults_root: Any = None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,8 @@ from runner.models.base import (
     ToolUse,
     Usage,
 )
+from runner.models.provider_clients import OnSecret, make_client
+from runner.models.providers import Provider
 
 CACHE = {"type": "ephemeral"}
 MAX_CACHE_BREAKPOINTS = 4
@@ -93,29 +94,22 @@ class AnthropicModel:
         timeout_s: float = 600,
         stream_retries: int = 2,
         max_tokens: int = 16_000,
+        provider: Provider = "anthropic",
+        on_secret: OnSecret | None = None,
     ) -> None:
-        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise ModelAPIError(
-                f"no Anthropic API key: set ANTHROPIC_API_KEY to use model {model!r} "
-                "(or use a scripted:PATH model, which needs none)"
-            )
         self.name = model
         self.stream_retries = stream_retries
         self.stream_retry_delay_s = STREAM_RETRY_DELAY_S
         self.max_tokens = max_tokens
-        self._key = key
-        # An explicit key also keeps the SDK from looking for credential profiles on disk.
         timeout = httpx2.Timeout(timeout_s, connect=min(10.0, timeout_s))
-        self._client = anthropic.AsyncAnthropic(
-            api_key=key,
-            base_url=base_url,  # None: ANTHROPIC_BASE_URL, then the SDK's default
-            max_retries=max_retries,
-            timeout=timeout,
-            # One TLS context per process: building one reads the CA bundle (~26 ms of CPU),
-            # which a batch of concurrent runs would otherwise pay per run.
-            http_client=anthropic.DefaultAsyncHttpxClient(verify=_shared_ssl_context(), timeout=timeout),
-        )
+        # The provider's SDK client and its credentials (runner.models.provider_clients). One TLS
+        # context per process: building one reads the CA bundle (~26 ms of CPU), which a batch of
+        # concurrent runs would otherwise pay per run.
+        built = make_client(provider, model, api_key=api_key, base_url=base_url, max_retries=max_retries,
+                            timeout=timeout, verify=_shared_ssl_context(), on_secret=on_secret)
+        self.target = built.target
+        self._secrets = built.secrets
+        self._client = built.sdk
 
     @property
     def base_url(self) -> str:
@@ -207,7 +201,9 @@ class AnthropicModel:
         return ModelCallFailed(self._redact(f"the Anthropic API connection failed at {where}: {detail}"))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._key, "[api key]") if self._key else text
+        for secret in self._secrets:  # the key, tokens and headers of this client
+            text = text.replace(secret, "[api key]")
+        return text
 
 
 def _describe(exc: anthropic.APIStatusError) -> str:

@@ -43,7 +43,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("name: x\nprompt: p\nrepo: ./nowhere\n", ":3: repo:"),
         ("name: x\nprompt: p\nsandbox:\n  backend: podman\n", ":4: sandbox.backend: Input should be 'docker' or 'local'"),
         ("name: x\nprompt: p\nverify:\n  - name: t\n    run: true\n  - nam: u\n", ":6: verify[1].nam: unknown key"),
-        ("name: x\nprompt: p\nsandbox:\n  memory: lots\n", ":4: sandbox.memory: 'lots' is not a size like 512m"),
+        ("name: x\nprompt: p\nsandbox:\n  memory: lots\n", ":4: sandbox.memory: 'lots' is not a memory size"),
         ("- just\n- a list\n", ":1: (top level): expected a mapping"),
         ("", ":1: (top level): the task file is empty"),
         ("name: x\nprompt_file: missing.md\n", ":2: prompt_file: cannot read"),

@@ -144,8 +144,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
         real_make_model = run_mod.make_model
 
-        def recording_make_model(name: str, base_dir: Path) -> Any:
-            model = real_make_model(name, base_dir)
+        def recording_make_model(name: str, base_dir: Path, **kwargs: Any) -> Any:
+            model = real_make_model(name, base_dir, **kwargs)
             real_complete = model.complete
 
             async def complete(request: ModelRequest) -> Any:

@@ -107,7 +107,10 @@ def test_workflow_shape(path: Path) -> None:
                 required = {k for k, v in action()["inputs"].items() if v.get("required")}
                 assert required <= set(step.get("with", {})), step
                 assert set(step.get("with", {})) <= action_inputs, set(step["with"]) - action_inputs
-                assert step["with"]["anthropic_api_key"] == "${{ secrets.ANTHROPIC_API_KEY }}"
+                if step["with"].get("provider", "anthropic") == "anthropic":
+                    assert step["with"]["anthropic_api_key"] == "${{ secrets.ANTHROPIC_API_KEY }}"
+                else:  # Bedrock / Vertex: short-lived cloud credentials from OIDC, no long-lived key
+                    assert "anthropic_api_key" not in step["with"] and wf["permissions"]["id-token"] == "write"
     text = path.read_text()
     if "astra-run/astra-run" in text:
         assert "persist-credentials: false" in text
