@@ -86,7 +86,7 @@ class Progress:
         patch = result.get("patch") if isinstance(result.get("patch"), dict) else {}
         self._emit(
             f"{self._counter()} finished {one_line(name, 80)}: {result.get('status')} (exit {result.get('exit_code')})"
-            f", {result.get('turns', 0)} turns, {format_cost(cost if isinstance(cost, int | float) else None)}"
+            f", {result.get('turns', 0)} turn{'' if result.get('turns') == 1 else 's'}, {format_cost(cost if isinstance(cost, int | float) else None)}"
             f", {(patch or {}).get('files_changed', 0)} file(s) changed, {float(elapsed):.1f}s"
             + (f" - {one_line(result.get('reason'), 120)}" if result.get("status") != "success" else "")
         )
