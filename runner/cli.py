@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a task file or a batch manifest: every problem at once; exit 0 or 2")
     val.add_argument("task", metavar="FILE", help="a task file or a batch manifest (YAML)")
 
+    pol = sub.add_parser("policy", help="would the task's policy allow this bash command? why? (exit 0/1)")
+    pol.add_argument("task")
+    pol.add_argument("words", nargs="+", metavar="-- COMMAND", help="the bash command line")
+
     sub.add_parser("cleanup", help="remove leftover sandboxes and worktrees of dead runs")
 
     batch = sub.add_parser("batch", help="run the tasks of a batch manifest")
@@ -70,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "validate":
             return cmd_validate(args)
+        if args.command == "policy":
+            from runner.policy.explain import cmd_policy
+
+            return cmd_policy(args.task, args.words, sys.stdout)
         if args.command == "cleanup":
             return cmd_cleanup()
         if args.command == "batch":

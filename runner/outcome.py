@@ -26,7 +26,7 @@ def set_outcome(
             result.error_kind = error_kind(outcome)
     elif not state.finished:
         result.status, result.exit_code = "failed", 1
-        result.reason = (f"the model refused: {' '.join(state.final_text.split())[:300]}"
+        result.reason = (f"the model refused: {_refusal(state)}"
                          if state.stop_reason == "refusal"
                          else f"the agent ended without finishing (stop_reason: {state.stop_reason or 'none'})")
     elif failed := [v.name for v in result.verify if not v.passed]:
@@ -43,6 +43,14 @@ def set_outcome(
         )
     if notes:
         result.reason += " (" + "; ".join(notes) + ")"
+
+
+def _refusal(state: AgentState) -> str:
+    """The refusal's words and the API's stop_details (category, explanation)."""
+    said = " ".join(state.final_text.split())[:300] or "(no text)"
+    details = state.stop_details or {}
+    shown = ", ".join(f"{k}: {v}" for k, v in details.items() if v not in (None, "", [], {}))
+    return f"{said} (stop_details: {shown})" if shown else said
 
 
 def redact_result(result: RunResult, redactor: Redactor) -> RunResult:

@@ -75,6 +75,10 @@ class RunResult:
     """Changed files left out of patch.diff, each with why (special, huge, unreadable, holds a secret)."""
     error_kind: str | None = None
     """For status error: which lane (sandbox, model_api, git, mcp, internal)."""
+    compactions: int = 0
+    """Times the conversation was made smaller to stay inside the context window."""
+    cost_by_model: dict[str, float | None] = field(default_factory=dict)
+    """USD per model priced turn by turn (empty: price the summed usage)."""
 
     def to_json(self) -> dict[str, Any]:
         """result.json (SPEC §4)."""
@@ -104,4 +108,5 @@ class RunResult:
             "error_kind": self.error_kind,
             "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
+            "compactions": self.compactions,
         }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import os
 import secrets
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from runner import preflight
+from runner.agent.context import ContextManager, choose
 from runner.agent.events import (
     Event,
     LimitReached,
@@ -42,6 +44,7 @@ from runner.agent.loop import Agent, AgentState
 from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
 from runner.models.base import Model
+from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.credentials import credential_values
 from runner.models.pricing import PriceTable, load_prices
 from runner.models.providers import Provider
@@ -101,6 +104,7 @@ class RunContext:
     mcp: McpServers | None = None
     model: Model | None = None
     agent: Agent | None = None
+    context: ContextManager | None = None
     instructions_commit: str | None = None
     step_summary: bool = True
     patch_written: bool = False
@@ -138,6 +142,38 @@ def make_model(name: str, base_dir: Path, *, provider: Provider = "anthropic", p
     from runner.models.platform_model import make_api_model
 
     return make_api_model(name, provider, prices=prices, on_secret=on_secret)
+
+
+def model_info_date() -> str:
+    from runner.models.catalog import load_catalog
+
+    return load_catalog().date
+
+
+def model_setup(task: LoadedTask) -> tuple[ModelInfo, RequestOptions, ContextManager]:
+    """The model's row of runner/models/models.json, the task's `model_options` checked against
+    it, and how the run keeps its history inside the window. ConfigError (FILE:LINE) otherwise."""
+    spec = task.spec
+    info = model_info(spec.model or "")
+    provider = spec.provider or "anthropic"
+    if provider != "anthropic" and not (spec.model or "").startswith(SCRIPTED_PREFIX):
+        # A platform without a feature drops it from the request (runner.models.providers):
+        # choose the long-history mechanism from what the platform has, so the fallback applies.
+        from runner.models.providers import load as load_platforms
+        from runner.models.providers import resolve as resolve_platform
+
+        have = load_platforms().features[resolve_platform(provider, spec.model or "").platform]
+        info = dataclasses.replace(info, compaction=info.compaction and "compaction" in have,
+                                   context_editing=info.context_editing and "context_editing" in have)
+
+    def where(dotted: str) -> str:
+        return task.where(*dotted.split("."))
+
+    opts = spec.model_options
+    options = resolve_options(info, effort=opts.effort, thinking=opts.thinking,
+                              max_output_tokens=opts.max_output_tokens, where=where)
+    context = ContextManager(info, choose(spec.context.strategy, info, where), spec.context.trigger_tokens)
+    return info, options, context
 
 
 async def run_task(
@@ -253,8 +289,19 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
     env = _sandbox_env(ctx, emit)
     await _make_workspace(ctx, emit)
     spec = ctx.task.spec
+    info, options, ctx.context = model_setup(ctx.task)
+    if not _scripted(ctx):
+        known = "" if info.known else " (not in runner/models/models.json: its defaults apply)"
+        emit(Note(f"model {info.id}{known}: context window {info.context_window} tokens, output limit "
+                  f"{options.max_tokens}, request options {options.params() or 'the model defaults'}; long history: "
+                  f"{ctx.context.mechanism} at {ctx.context.trigger} tokens"))
+    if info.retired:
+        emit(Note(f"model {info.id} is retired (runner/models/models.json of {model_info_date()}); "
+                  "the API may refuse it", level="warning"))
     ctx.model = make_model(spec.model or "", ctx.task.base_dir, provider=spec.provider or "anthropic",
                            prices=ctx.prices, on_secret=ctx.redactor.add)
+    if hasattr(ctx.model, "options"):  # an API model: the task's checked model_options
+        ctx.model.options = options
     if _scripted(ctx):
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
@@ -356,6 +403,8 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
         task_message=build_task_message(spec.name, ctx.task.prompt),
         cost_of=ctx.prices.total,
         cost_bound_of=ctx.prices.total_bound,
+        turn_cost_of=ctx.prices.turn_cost,
+        context=ctx.context,
         model_retry_backoff_s=0.0 if _scripted(ctx) else 1.0,
     )
 
@@ -407,6 +456,7 @@ async def _finish(
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd
+    result.cost_by_model, result.compactions = dict(state.cost_by_model), state.compactions
     result.permission_denials = list(state.denials)
     result.duration_s = time.monotonic() - started
     if not ctx.patch_written:

@@ -85,6 +85,25 @@ class ModelTurn(Event):
     """Cost of the whole run so far (None when a price is unknown)."""
     duration_s: float
     retries: int = 0
+    content: list[dict[str, Any]] = field(default_factory=list)
+    """Every block of the response as the API sent it (thinking with its signature, compaction,
+    unknown types), in order; redacted by the trajectory writer like everything it writes."""
+    stop_details: dict[str, Any] | None = None
+    billed_usage: Usage | None = None
+    """Set when the API billed more than the response's own usage (compaction iterations)."""
+
+
+@dataclass(frozen=True)
+class ContextCompacted(Event):
+    """The conversation was made smaller to stay inside the context window (SPEC §2 `context`)."""
+
+    kind: ClassVar[str] = "context_compacted"
+    turn: int
+    mechanism: str
+    """api_compaction, api_clearing or client_clearing (runner.agent.context)."""
+    tokens_before: int
+    tokens_after: int | None
+    detail: str
 
 
 @dataclass(frozen=True)

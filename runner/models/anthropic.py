@@ -1,15 +1,19 @@
 """The Anthropic model: Messages API over the `anthropic` SDK, streamed, with prompt caching.
 
-Our typed blocks (runner.models.base) become wire JSON here and nowhere else. The response is
-assembled from the raw stream events, so a broken tool-input JSON becomes a `ToolUse` with
-`input_error` instead of an exception, and thinking or unknown blocks are skipped.
+Our typed blocks become wire JSON in runner.models.wire and come back from the stream in
+runner.models.stream, every block verbatim (thinking with its signature, redacted thinking,
+compaction, unknown types). What a request may carry for a model (thinking, effort, output
+limit, context management and its beta headers) comes from runner.models.catalog.
 
-Failures come out in two lanes (see `ModelCallFailed`):
+Failures come out in three lanes:
 - retryable, raised as `ModelCallFailed` once the SDK's own retries (429, 529, 5xx) and ours
-  (a stream that died midway: dropped connection, `error` event, no `message_stop`) are spent;
-- fatal, raised as `runner.errors.ModelAPIError`: no key, 400/401/403/404/413, unreachable
-  (connection refused, DNS, TLS, connect timeout) after the SDK's retries.
+  (a stream that died midway: dropped connection, an `error` event of a transient type, no
+  `message_stop`) are spent; it carries the API's `retry-after` when there was one;
+- the prompt did not fit the context window: `PromptTooLong` (the loop shrinks the context);
+- fatal, raised as `runner.errors.ModelAPIError`: no key, 400/401/403/404/413, a spend-limit 429,
+  `x-should-retry: false`, unreachable (connection refused, DNS, TLS, connect timeout).
 Messages carry the status and the API's own error message, never the API key.
+(platform.claude.com: api/errors, build-with-claude/handling-stop-reasons.)
 """
 
 from __future__ import annotations
@@ -17,44 +21,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.types import (
-    InputJSONDelta,
-    RawContentBlockDeltaEvent,
-    RawContentBlockStartEvent,
-    RawContentBlockStopEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    RawMessageStopEvent,
-    RawMessageStreamEvent,
-    TextDelta,
-)
 
 from runner.errors import ModelAPIError
 from runner.models.base import (
-    Message,
+    ContextRequest,
     ModelCallFailed,
     ModelRequest,
     ModelResponse,
-    TextBlock,
-    ToolResult,
-    ToolSpec,
-    ToolUse,
-    Usage,
+    PromptTooLong,
 )
+from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.provider_clients import OnSecret, make_client
 from runner.models.providers import Provider
+from runner.models.stream import Assembled, Assembler
+from runner.models.wire import add_cache_breakpoints, to_wire_messages, tool_to_wire
 
-CACHE = {"type": "ephemeral"}
-MAX_CACHE_BREAKPOINTS = 4
+# Re-exported: tests and callers used to import these from here.
+__all__ = ["AnthropicModel", "add_cache_breakpoints", "install_retry_policy", "to_wire_messages", "tool_to_wire"]
+
 STREAM_RETRY_DELAY_S = 0.5
 """First pause before re-sending a turn whose stream died; doubles each time, capped at 4 s."""
+MAX_RETRY_WAIT_S = 60.0
+"""The longest the SDK waits between its retries, whatever `retry-after` asks (api/errors)."""
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 """Besides 5xx: statuses the SDK retries itself, so after its retries they are still worth a later try."""
 FATAL_STREAM_ERRORS = frozenset(
@@ -64,11 +58,18 @@ FATAL_STREAM_ERRORS = frozenset(
         "permission_error",
         "not_found_error",
         "request_too_large",
+        "billing_error",
     }
 )
+"""`error` events mid-stream that no retry can fix; every other type (overloaded_error,
+api_error, rate_limit_error, timeout_error, and types we do not know) re-sends the turn."""
 UNREACHABLE = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.ProxyError, httpx2.UnsupportedProtocol)
-EMPTY_MESSAGE = "(no content)"
-"""Stands in for a message whose blocks were all empty text: the API rejects empty content."""
+PROMPT_TOO_LONG = re.compile(r"prompt is too long(?::\s*(\d+)\s*tokens\s*>\s*(\d+)\s*maximum)?", re.IGNORECASE)
+"""The API's 400 for a prompt over the context window: "prompt is too long: N tokens > M maximum"."""
+THINKING_BINDING_BETA = "thinking-binding-controls-2026-08-01"
+"""preserved-thinking/fix-bound-to-a-different-conversation: the beta of `block_binding`."""
+MIN_COMPACTION_TRIGGER = 50_000
+"""build-with-claude/compaction-threshold: the trigger's value is at least 50,000 tokens."""
 
 
 class _StreamBroken(Exception):
@@ -79,6 +80,31 @@ class _StreamBroken(Exception):
 def _shared_ssl_context() -> ssl.SSLContext:
     """The SDK's default TLS context (honours SSL_CERT_FILE / SSL_CERT_DIR), built once."""
     return httpx2.create_ssl_context()
+
+
+def install_retry_policy(client: Any) -> None:
+    """How the SDK retries, as the API documents it (api/errors): `x-should-retry` wins; a 429
+    without `retry-after` is a spend limit (the tier's monthly cap), which no retry can fix; and
+    no wait is longer than MAX_RETRY_WAIT_S. Set on the client instance, so it holds for every
+    provider's SDK client (runner.models.provider_clients builds them)."""
+    should_retry = client._should_retry
+    retry_timeout = client._calculate_retry_timeout
+
+    def _should_retry(response: httpx2.Response) -> bool:
+        header = response.headers.get("x-should-retry")
+        if header is None and response.status_code == 429 and _spend_limit_headers(response.headers):
+            return False
+        return bool(should_retry(response))
+
+    def _calculate_retry_timeout(*args: Any, **kwargs: Any) -> float:
+        return min(float(retry_timeout(*args, **kwargs)), MAX_RETRY_WAIT_S)
+
+    client._should_retry = _should_retry
+    client._calculate_retry_timeout = _calculate_retry_timeout
+
+
+def _spend_limit_headers(headers: Any) -> bool:
+    return not (headers.get("retry-after") or headers.get("retry-after-ms"))
 
 
 class AnthropicModel:
@@ -93,14 +119,19 @@ class AnthropicModel:
         max_retries: int = 2,
         timeout_s: float = 600,
         stream_retries: int = 2,
-        max_tokens: int = 16_000,
+        max_tokens: int | None = None,
+        options: RequestOptions | None = None,
+        info: ModelInfo | None = None,
         provider: Provider = "anthropic",
         on_secret: OnSecret | None = None,
     ) -> None:
         self.name = model
+        self.info = info or model_info(model)
+        self.options = options or resolve_options(self.info)
         self.stream_retries = stream_retries
         self.stream_retry_delay_s = STREAM_RETRY_DELAY_S
         self.max_tokens = max_tokens
+        """A cap on every request's output limit (None: the options' limit)."""
         timeout = httpx2.Timeout(timeout_s, connect=min(10.0, timeout_s))
         # The provider's SDK client and its credentials (runner.models.provider_clients). One TLS
         # context per process: building one reads the CA bundle (~26 ms of CPU), which a batch of
@@ -110,6 +141,7 @@ class AnthropicModel:
         self.target = built.target
         self._secrets = built.secrets
         self._client = built.sdk
+        install_retry_policy(self._client)
 
     @property
     def base_url(self) -> str:
@@ -139,43 +171,98 @@ class AnthropicModel:
                 response.model,
                 retries=retries,
                 request_id=response.request_id,
+                stop_details=response.stop_details,
+                iterations=response.iterations,
+                context_edits=response.context_edits,
             )
+
+    async def count_tokens(self, request: ModelRequest) -> int | None:
+        """The prompt's size as the API counts it (POST /v1/messages/count_tokens); None when
+        the endpoint cannot be used (a gateway without it): callers fall back to usage figures."""
+        params = self.build_params(request)
+        for name in ("max_tokens", "stream"):
+            params.pop(name, None)
+        try:
+            counted = await self._client.beta.messages.count_tokens(**params)
+        except (anthropic.APIError, httpx2.HTTPError):
+            return None
+        value = getattr(counted, "input_tokens", None)
+        return int(value) if isinstance(value, int) else None
 
     # -- the request ---------------------------------------------------------------------------
     def build_params(self, request: ModelRequest) -> dict[str, Any]:
-        """The keyword arguments of `messages.create` for `request`, cache breakpoints included."""
+        """The keyword arguments of `beta.messages.create` for `request`, cache breakpoints included."""
+        max_tokens = request.max_tokens or self.options.max_tokens
+        if self.max_tokens is not None:
+            max_tokens = min(max_tokens, self.max_tokens)
         params: dict[str, Any] = {
             "model": self.name,
-            "max_tokens": min(request.max_tokens, self.max_tokens),
+            "max_tokens": max_tokens,
             "messages": to_wire_messages(request.messages),
         }
         if request.system:
             params["system"] = [{"type": "text", "text": request.system}]
         if request.tools:
             params["tools"] = [tool_to_wire(t) for t in request.tools]
+        params.update(self.options.params())
+        if request.context is not None:
+            self._add_context_management(params, request.context)
         add_cache_breakpoints(params)
         if request.extra:
             params["extra_body"] = dict(request.extra)
         return params
 
+    def _add_context_management(self, params: dict[str, Any], context: ContextRequest) -> None:
+        """build-with-claude/compaction-threshold and build-with-claude/context-editing."""
+        edits: list[dict[str, Any]] = []
+        betas: list[str] = []
+        if context.compact_at_tokens is not None:
+            edits.append({
+                "type": "compact_20260112",
+                "trigger": {"type": "input_tokens", "value": max(MIN_COMPACTION_TRIGGER, context.compact_at_tokens)},
+            })
+            betas.append(self.info.betas.get("compaction", "compact-2026-01-12"))
+        if context.clear_at_tokens is not None:
+            edit: dict[str, Any] = {
+                "type": "clear_tool_uses_20250919",
+                "trigger": {"type": "input_tokens", "value": context.clear_at_tokens},
+                "keep": {"type": "tool_uses", "value": context.clear_keep},
+            }
+            if context.clear_at_least:
+                edit["clear_at_least"] = {"type": "input_tokens", "value": context.clear_at_least}
+            edits.append(edit)
+            betas.append(self.info.betas.get("context_editing", "context-management-2025-06-27"))
+        if context.drop_mismatched_thinking:
+            thinking = dict(params.get("thinking") or {"type": "adaptive"})
+            thinking["block_binding"] = {"prefix_mismatch_behavior": "drop_block"}
+            params["thinking"] = thinking
+            betas.append(self.info.betas.get("thinking_binding", THINKING_BINDING_BETA))
+        if edits:
+            params["context_management"] = {"edits": edits}
+        if betas:
+            params["betas"] = betas
+
     # -- one HTTP call -------------------------------------------------------------------------
-    async def _stream_once(self, params: dict[str, Any]) -> _Assembled:
+    async def _stream_once(self, params: dict[str, Any]) -> Assembled:
         try:
-            stream = await self._client.messages.create(**params, stream=True)
+            stream = await self._client.beta.messages.create(**params, stream=True)
         except anthropic.APIStatusError as exc:
             raise self._status_error(exc) from None
         except anthropic.APIConnectionError as exc:
             raise self._connection_error(exc) from None
-        assembler = _Assembler(request_id=stream.response.headers.get("request-id"))
+        assembler = Assembler(request_id=stream.response.headers.get("request-id"))
         try:
             async with stream:  # closes the HTTP response on every way out, cancellation included
                 async for event in stream:
                     assembler.feed(event)
         except anthropic.APIStatusError as exc:  # an `error` event in the stream
             etype = exc.type or ""
+            message = str(exc.api_message or exc.message)
+            if etype == "invalid_request_error" and PROMPT_TOO_LONG.search(message):
+                raise _prompt_too_long(self._redact(_describe(exc)), message) from None
             if etype in FATAL_STREAM_ERRORS:
                 raise ModelAPIError(self._redact(f"Anthropic API error in the stream: {_describe(exc)}")) from None
-            raise _StreamBroken(f"error event {etype or '?'}: {exc.api_message or exc.message}") from None
+            raise _StreamBroken(f"error event {etype or '?'}: {message}") from None
         except (httpx2.HTTPError, anthropic.APIConnectionError, json.JSONDecodeError) as exc:
             raise _StreamBroken(f"{type(exc).__name__}: {exc}") from None
         if not assembler.stopped:
@@ -184,8 +271,22 @@ class AnthropicModel:
 
     def _status_error(self, exc: anthropic.APIStatusError) -> Exception:
         text = self._redact(_describe(exc))
-        if exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
-            return ModelCallFailed(f"Anthropic API call failed after {self._client.max_retries} retries: {text}")
+        message = str(exc.api_message or exc.message)
+        headers = exc.response.headers
+        should_retry = headers.get("x-should-retry")
+        if exc.status_code == 400 and PROMPT_TOO_LONG.search(message):
+            return _prompt_too_long(text, message)
+        if exc.status_code == 429 and should_retry != "true" and _spend_limit_headers(headers):
+            return ModelAPIError(
+                f"Anthropic API spend limit reached (a 429 without retry-after; not retried): {text}"
+            )
+        if should_retry == "false":
+            return ModelAPIError(f"Anthropic API error (the API says not to retry): {text}")
+        if should_retry == "true" or exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500:
+            return ModelCallFailed(
+                f"Anthropic API call failed after {self._client.max_retries} retries: {text}",
+                retry_after_s=_retry_after(headers),
+            )
         return ModelAPIError(f"Anthropic API error: {text}")
 
     def _connection_error(self, exc: anthropic.APIConnectionError) -> Exception:
@@ -206,194 +307,27 @@ class AnthropicModel:
         return text
 
 
+def _prompt_too_long(text: str, message: str) -> PromptTooLong:
+    match = PROMPT_TOO_LONG.search(message)
+    tokens = int(match.group(1)) if match and match.group(1) else None
+    maximum = int(match.group(2)) if match and match.group(2) else None
+    return PromptTooLong(f"Anthropic API: {text}", tokens=tokens, maximum=maximum)
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                return None
+    return None
+
+
 def _describe(exc: anthropic.APIStatusError) -> str:
     """'429 rate_limit_error: <the API's message> (request req_...)'."""
     status = "" if exc.status_code == 200 else f"{exc.status_code} "
     message = exc.api_message or exc.message
     rid = f" (request {exc.request_id})" if exc.request_id else ""
     return f"{status}{exc.type or 'error'}: {message}{rid}"
-
-
-# -- assembling the response from the stream -------------------------------------------------------
-@dataclass
-class _Assembled:
-    content: list[TextBlock | ToolUse]
-    stop_reason: str
-    usage: Usage
-    model: str
-    request_id: str | None
-
-
-@dataclass
-class _Block:
-    kind: str  # "text" | "tool_use" | anything else (ignored)
-    text: list[str] = field(default_factory=list)
-    tool_id: str = ""
-    tool_name: str = ""
-    start_input: Any = None
-    done: TextBlock | ToolUse | None = None
-
-
-class _Assembler:
-    def __init__(self, request_id: str | None) -> None:
-        self.request_id = request_id
-        self.blocks: dict[int, _Block] = {}
-        self.usage: dict[str, int] = {}
-        self.model = ""
-        self.stop_reason = ""
-        self.started = False
-        self.stopped = False
-
-    def feed(self, event: RawMessageStreamEvent) -> None:
-        # Dispatch on the wire `type`, not the class: the SDK builds an event or delta of a type
-        # it does not know as the first member of its union (a "message_start" with no message).
-        kind = getattr(event, "type", None)
-        if kind == "message_start" and isinstance(event, RawMessageStartEvent):
-            self.started = True
-            message = getattr(event, "message", None)
-            self.model = str(getattr(message, "model", "") or "")
-            self._take_usage(getattr(message, "usage", None))
-        elif kind == "content_block_start" and isinstance(event, RawContentBlockStartEvent):
-            cb = event.content_block
-            block = _Block(str(getattr(cb, "type", "") or "unknown"))
-            if block.kind == "text":
-                block.text.append(str(getattr(cb, "text", "") or ""))
-            elif block.kind == "tool_use":
-                block.tool_id = str(getattr(cb, "id", "") or "")
-                block.tool_name = str(getattr(cb, "name", "") or "")
-                block.start_input = getattr(cb, "input", None)
-            self.blocks[event.index] = block
-        elif kind == "content_block_delta" and isinstance(event, RawContentBlockDeltaEvent):
-            target = self.blocks.get(event.index)
-            delta = event.delta
-            delta_kind = getattr(delta, "type", None)
-            if target is None:
-                return
-            if target.kind == "text" and delta_kind == "text_delta" and isinstance(delta, TextDelta):
-                target.text.append(str(delta.text or ""))
-            elif target.kind == "tool_use" and delta_kind == "input_json_delta" and isinstance(delta, InputJSONDelta):
-                target.text.append(str(delta.partial_json or ""))
-        elif kind == "content_block_stop" and isinstance(event, RawContentBlockStopEvent):
-            target = self.blocks.get(event.index)
-            if target is not None:
-                target.done = _finish(target)
-        elif kind == "message_delta" and isinstance(event, RawMessageDeltaEvent):
-            stop_reason = getattr(event.delta, "stop_reason", None)
-            if stop_reason:
-                self.stop_reason = str(stop_reason)
-            # message_delta usage is cumulative: a value given here replaces message_start's.
-            self._take_usage(getattr(event, "usage", None))
-        elif kind == "message_stop" and isinstance(event, RawMessageStopEvent):
-            self.stopped = self.started
-
-    def _take_usage(self, usage: object) -> None:
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_creation_input_tokens",
-            "cache_read_input_tokens",
-        ):
-            value = getattr(usage, name, None)
-            if isinstance(value, int):
-                self.usage[name] = value
-
-    def result(self, default_model: str) -> _Assembled:
-        content: list[TextBlock | ToolUse] = []
-        for index in sorted(self.blocks):
-            block = self.blocks[index]
-            done = block.done or _finish(block)  # a block never stopped (max_tokens): take what came
-            if isinstance(done, TextBlock) and not done.text:
-                continue
-            if done is not None:
-                content.append(done)
-        return _Assembled(
-            content,
-            self.stop_reason or ("tool_use" if any(isinstance(b, ToolUse) for b in content) else "end_turn"),
-            Usage(**self.usage),
-            self.model or default_model,
-            self.request_id,
-        )
-
-
-def _finish(block: _Block) -> TextBlock | ToolUse | None:
-    if block.kind == "text":
-        return TextBlock("".join(block.text))
-    if block.kind != "tool_use":
-        return None  # thinking, redacted_thinking, server tools, future kinds: not ours to keep
-    raw = "".join(block.text)
-    if not raw.strip():
-        start = block.start_input
-        return ToolUse(block.tool_id, block.tool_name, dict(start) if isinstance(start, dict) else {})
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        return ToolUse(
-            block.tool_id,
-            block.tool_name,
-            {},
-            input_error=f"could not parse the tool input as JSON: {exc} (input was {_clip(raw)})",
-        )
-    if not isinstance(value, dict):
-        return ToolUse(
-            block.tool_id,
-            block.tool_name,
-            {},
-            input_error=f"the tool input must be a JSON object, got {type(value).__name__}: {_clip(raw)}",
-        )
-    return ToolUse(block.tool_id, block.tool_name, value)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
-
-
-# -- our blocks to the wire format ------------------------------------------------------------------
-def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
-    return {"name": tool.name, "description": tool.description, "input_schema": tool.input_schema}
-
-
-def to_wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return [{"role": m.role, "content": _content_to_wire(m)} for m in messages]
-
-
-def _content_to_wire(message: Message) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
-    for block in message.content:
-        if isinstance(block, TextBlock):
-            if block.text.strip():  # the API rejects empty and whitespace-only text blocks
-                others.append({"type": "text", "text": block.text})
-        elif isinstance(block, ToolUse):
-            # A call whose input could not be parsed was not run; its input is sent as {} and
-            # its tool_result (from the loop) says why.
-            others.append({"type": "tool_use", "id": block.id, "name": block.name, "input": block.input})
-        elif isinstance(block, ToolResult):
-            wire: dict[str, Any] = {"type": "tool_result", "tool_use_id": block.tool_use_id}
-            if block.content:
-                wire["content"] = block.content
-            if block.is_error:
-                wire["is_error"] = True
-            results.append(wire)
-    # The API wants tool results before any other content of a user message.
-    content = results + others
-    return content or [{"type": "text", "text": EMPTY_MESSAGE}]
-
-
-def add_cache_breakpoints(params: dict[str, Any]) -> None:
-    """Mark the cacheable prefix: last tool, system prompt, newest message, and the user message
-    that was newest one exchange earlier (so this call reads what the previous call wrote even
-    when a turn added more blocks than the API's 20-block lookback). At most 4, as the API allows.
-    """
-    targets: list[dict[str, Any]] = []
-    if params.get("tools"):
-        targets.append(params["tools"][-1])
-    if params.get("system"):
-        targets.append(params["system"][-1])
-    messages: list[dict[str, Any]] = params["messages"]
-    if messages:
-        targets.append(messages[-1]["content"][-1])
-        earlier = [m for m in messages[:-1] if m["role"] == "user"]
-        if earlier:
-            targets.append(earlier[-1]["content"][-1])
-    for block in targets[:MAX_CACHE_BREAKPOINTS]:
-        block["cache_control"] = dict(CACHE)

@@ -10,7 +10,12 @@ API and are free by definition.
      "models": {"claude-sonnet-5-5": {"input": 2.0, "output": 10.0,
                                       "cache_write": 2.5, "cache_read": 0.1}, ...}}
 
-Prices are USD per million tokens; `cache_write` is the 5-minute ephemeral cache-write price.
+Prices are USD per million tokens; `cache_write` is the 5-minute ephemeral cache-write price,
+`cache_write_1h` the 1-hour one (optional: 2x input when absent, as on every model's page).
+A model priced by prompt length (Claude Haiku 5.5) has a `long_prompt` block — `threshold_tokens`
+and the five prices that apply to *every* token of a call whose prompt (input + cache writes +
+cache reads) is longer — so such a model is priced call by call (`turn_cost`). `retired: true`
+marks a model the API no longer serves; `unconfirmed` lists prices not confirmed on the pricing page.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ PRICES_ENV = "ASTRA_PRICES_FILE"
 _DATE_SUFFIX = re.compile(r"-\d{8}$")
 _MTOK = 1_000_000
 _FIELDS = ("input", "output", "cache_write", "cache_read")
+_OPTIONAL = ("cache_write_1h",)
+_META = ("long_prompt", "retired", "unconfirmed", "note")
 
 
 @dataclass(frozen=True)
@@ -45,17 +52,47 @@ class ModelPrice:
     """5-minute ephemeral cache write (1.25x input on every current model)."""
     cache_read: float
     """Cache hit."""
+    cache_write_1h: float | None = None
+    """1-hour cache write; None: twice the input price (pricing page: 1h writes are 2x input)."""
+    long_prompt: LongPrompt | None = None
+    retired: bool = False
+
+    @property
+    def write_1h(self) -> float:
+        return self.cache_write_1h if self.cache_write_1h is not None else 2 * self.input
 
     def cost(self, usage: Usage) -> float:
+        """USD for `usage` at this (base) price. For a model with a long-prompt price, use
+        `turn_cost` per call: summed usage cannot tell which calls were long."""
+        five_minute = usage.cache_creation_input_tokens - usage.cache_creation_1h_input_tokens
         return (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output
-            + usage.cache_creation_input_tokens * self.cache_write
+            + five_minute * self.cache_write
+            + usage.cache_creation_1h_input_tokens * self.write_1h
             + usage.cache_read_input_tokens * self.cache_read
         ) / _MTOK
 
-    def as_dict(self) -> dict[str, float]:
-        return {f: getattr(self, f) for f in _FIELDS}
+    def turn_cost(self, usage: Usage) -> float:
+        """USD for one call: the long-prompt price when its prompt is over the threshold."""
+        band = self.long_prompt
+        if band is not None and usage.prompt_tokens > band.threshold_tokens:
+            return band.price.cost(usage)
+        return self.cost(usage)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f: getattr(self, f) for f in _FIELDS}
+        out["cache_write_1h"] = self.write_1h
+        if self.long_prompt is not None:
+            out["long_prompt"] = {"threshold_tokens": self.long_prompt.threshold_tokens,
+                                  **self.long_prompt.price.as_dict()}
+        return out
+
+
+@dataclass(frozen=True)
+class LongPrompt:
+    threshold_tokens: int
+    price: ModelPrice
 
 
 FREE = ModelPrice(0.0, 0.0, 0.0, 0.0)
@@ -87,10 +124,17 @@ class PriceTable:
         price = self.price_for(model)
         return None if price is None else price.cost(usage)
 
+    def turn_cost(self, model: str, usage: Usage) -> float | None:
+        """USD for one call's usage (prompt-length bands applied); None when unknown."""
+        price = self.price_for(model)
+        return None if price is None else price.turn_cost(usage)
+
     def highest(self) -> ModelPrice:
         """Every token kind at the highest price in the table: an upper bound for an unknown model."""
         prices = list(self.models.values()) or [FREE]
-        return ModelPrice(*(max(getattr(p, f) for p in prices) for f in _FIELDS))
+        top = [p.long_prompt.price if p.long_prompt is not None else p for p in prices] + prices
+        i, o, w, r = (max(getattr(p, f) for p in top) for f in _FIELDS)
+        return ModelPrice(i, o, w, r, cache_write_1h=max(p.write_1h for p in top))
 
     def total_bound(self, usage_by_model: Mapping[str, Usage]) -> float:
         """Like `total`, but an unknown model is priced at `highest()`: what limits check against."""
@@ -141,19 +185,34 @@ def _parse(name: str, data: Any) -> PriceTable:
         raise ConfigError(f"{name}: field 'models' must be an object of model id -> prices")
     table: dict[str, ModelPrice] = {}
     for model, entry in models.items():
-        where = f"{name}: models.{model}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected an object with {', '.join(_FIELDS)}")
-        unknown = sorted(set(entry) - set(_FIELDS))
-        if unknown:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        values: list[float] = []
-        for field_name in _FIELDS:
-            value = entry.get(field_name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{where}.{field_name}: must be a number (USD per million tokens)")
-            if not math.isfinite(value) or value < 0:
-                raise ConfigError(f"{where}.{field_name}: must be a finite number >= 0, got {value}")
-            values.append(float(value))
-        table[model] = ModelPrice(*values)
+        table[model] = _price(f"{name}: models.{model}", entry, meta=True)
     return PriceTable(date=data["date"], source=data["source"], models=table)
+
+
+def _price(where: str, entry: Any, *, meta: bool) -> ModelPrice:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected an object with {', '.join(_FIELDS)}")
+    allowed = set(_FIELDS) | set(_OPTIONAL) | (set(_META) if meta else {"threshold_tokens"})
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    values = [_number(where, entry, f) for f in _FIELDS]
+    write_1h = _number(where, entry, "cache_write_1h") if "cache_write_1h" in entry else None
+    band = None
+    if meta and entry.get("long_prompt") is not None:
+        raw = entry["long_prompt"]
+        threshold = raw.get("threshold_tokens") if isinstance(raw, dict) else None
+        if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold <= 0:
+            raise ConfigError(f"{where}.long_prompt.threshold_tokens: must be a positive integer")
+        band = LongPrompt(threshold, _price(f"{where}.long_prompt", raw, meta=False))
+    return ModelPrice(values[0], values[1], values[2], values[3], cache_write_1h=write_1h, long_prompt=band,
+                      retired=bool(entry.get("retired", False)))
+
+
+def _number(where: str, entry: dict[str, Any], field_name: str) -> float:
+    value = entry.get(field_name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}.{field_name}: must be a number (USD per million tokens)")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{where}.{field_name}: must be a finite number >= 0, got {value}")
+    return float(value)

@@ -7,10 +7,10 @@
         - {name: edit, input: {path: src/x.py, old_string: "a", new_string: "b"}}
     - text: "Fixed: ..."            # no tool calls: the agent's turn ends
 
-Optional keys of a turn: `usage` (token counts, default zeros), `stop_reason`, `sleep` (seconds
-before answering), `fail: <message>` (the call fails as a retryable model error), and in a tool
-call `input_error` (as if the streamed JSON was broken). When the list runs out the model ends
-its turn saying so. It calls no API and costs nothing.
+Optional keys of a turn: `thinking` (a thinking block first), `usage` (token counts, default
+zeros), `stop_reason`, `sleep` (seconds before answering), `fail: <message>` (the call fails
+as a retryable model error), and in a tool call `input_error` (as if the streamed JSON was
+broken). When the list runs out the model ends its turn saying so. It calls no API and costs nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ConfigError
-from runner.models.base import ModelCallFailed, ModelRequest, ModelResponse, TextBlock, ToolUse, Usage
+from runner.models.base import (
+    AssistantBlock,
+    ModelCallFailed,
+    ModelRequest,
+    ModelResponse,
+    TextBlock,
+    ThinkingBlock,
+    ToolUse,
+    Usage,
+)
 
 PREFIX = "scripted:"
 
@@ -46,6 +55,8 @@ class _Usage(BaseModel):
 class ScriptedTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = ""
+    thinking: str | None = None
+    """A thinking block before the text (its signature is made up: scripted turns call no API)."""
     tool_calls: list[_Call] = Field(default_factory=list)
     usage: _Usage = Field(default_factory=_Usage)
     stop_reason: str | None = None
@@ -88,7 +99,11 @@ class ScriptedModel:
             await asyncio.sleep(turn.sleep)
         if turn.fail is not None:
             raise ModelCallFailed(turn.fail)
-        content: list[TextBlock | ToolUse] = [TextBlock(turn.text)] if turn.text else []
+        content: list[AssistantBlock] = []
+        if turn.thinking is not None:
+            content.append(ThinkingBlock(turn.thinking, f"scripted-signature-{self._next}"))
+        if turn.text:
+            content.append(TextBlock(turn.text))
         for call in turn.tool_calls:
             content.append(ToolUse(f"toolu_scripted_{next(self._ids):04d}", call.name, call.input, call.input_error))
         stop = turn.stop_reason or ("tool_use" if turn.tool_calls else "end_turn")

@@ -1,4 +1,4 @@
-"""How a bash rule's PATTERN matches a command (see runner.policy.bash for the command model).
+"""How a bash rule's PATTERN matches a command (see runner.policy.commands for the command model).
 
 The command's words are joined by single spaces. In a pattern only `*` is special: it matches any
 text, spaces included; a pattern ending in ` *` also matches the words before it alone (`git push *`
@@ -14,8 +14,8 @@ import re
 from dataclasses import replace
 from itertools import combinations
 
-from runner.policy.bash import Command
-from runner.policy.shell import WILD, Word
+from runner.policy.commands import Command
+from runner.policy.script import WILD, Word
 
 MAX_VANISHING = 6
 
@@ -28,7 +28,7 @@ def deny_texts(cmd: Command) -> list[str]:
         forms.append([replace(words[0], text=posixpath.basename(words[0].text)), *words[1:]])
     for form in list(forms):
         if form[0].text == "git":
-            forms.append([form[0], *_strip_git_options(form[1:])])
+            forms += [[form[0], *rest] for rest in _git_subcommands(form[1:])]
     texts = []
     for form in forms:
         parts = []
@@ -59,22 +59,35 @@ def allow_texts(cmd: Command) -> list[str] | None:
 
 _GIT_FLAGS = frozenset({"-p", "-P", "--paginate", "--no-pager", "--bare", "--no-replace-objects",
                         "--literal-pathspecs", "--glob-pathspecs", "--noglob-pathspecs", "--icase-pathspecs",
-                        "--no-optional-locks", "--no-lazy-fetch", "--no-advice", "--exec-path"})
+                        "--no-optional-locks", "--no-lazy-fetch", "--no-advice", "--exec-path", "--html-path",
+                        "--man-path", "--info-path"})
 _GIT_WITH_ARG = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--config-env",
-                           "--super-prefix", "--list-cmds"})
+                           "--super-prefix", "--list-cmds", "--shallow-file", "--attr-source"})
+MAX_GIT_FORMS = 16
 
 
-def _strip_git_options(args: list[Word]) -> list[Word]:
-    i = 0
-    while i < len(args) and args[i].known:
+def _git_subcommands(args: list[Word]) -> list[list[Word]]:
+    """Every way git's global options may end: an option git does not list here may or may not
+    take a value, so both are tried (deny rules are tolerant)."""
+    forms: list[list[Word]] = []
+    todo, seen = [0], set()
+    while todo and len(forms) < MAX_GIT_FORMS:
+        i = todo.pop()
+        if i in seen or i > len(args):
+            continue
+        seen.add(i)
+        if i == len(args) or not args[i].known or not args[i].text.startswith("-"):
+            if i:
+                forms.append(args[i:])
+            continue
         t = args[i].text
         if t in _GIT_WITH_ARG:
-            i += 2
-        elif t in _GIT_FLAGS or t.split("=", 1)[0] in _GIT_WITH_ARG | {"--exec-path"} or re.match(r"^-[Cc].", t):
-            i += 1
+            todo.append(i + 2)
+        elif t in _GIT_FLAGS or "=" in t or re.match(r"^-[Cc].", t):
+            todo.append(i + 1)
         else:
-            break
-    return args[i:]
+            todo += [i + 2, i + 1]
+    return forms
 
 
 def pattern_variants(pattern: str) -> list[str]:

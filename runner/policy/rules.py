@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from runner.policy import bash, match, paths
-from runner.policy.shell import WILD, ShellSyntaxError
+from runner.policy import match, paths
+from runner.policy.commands import Analysis, Command, analyse
+from runner.policy.script import WILD, ShellSyntaxError
+from runner.policy.targets import may_match
 from runner.task import PolicySpec
 
 BUILTIN_TOOLS = ("bash", "read", "write", "edit", "grep", "glob", "ls")
@@ -35,6 +37,16 @@ class Deny:
 Decision = Allow | Deny
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One part of a bash line and what decided it (`astra-run policy` prints these)."""
+
+    command: str
+    decision: Decision
+    needs_rule: bool = True
+    """False for a wrapper, a nested shell or a `cd` into the workspace: only deny rules look at it."""
+
+
 class PolicyError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = list(problems)
@@ -46,7 +58,7 @@ class Rule:
     text: str
     tool: str
     pattern: str | None
-    path_re: re.Pattern[str] | None
+    path: paths.FilePattern | None
 
     def covers_tool(self, name: str) -> bool:
         return match.forall_match(name, self.tool) if "*" in self.tool else name == self.tool
@@ -90,7 +102,7 @@ def parse_rule(text: str) -> Rule:
     problem = paths.pattern_problem(pattern)
     if problem:
         raise ValueError(f"{rule!r}: {problem}")
-    return Rule(rule, tool, pattern.strip(), paths.compile_pattern(pattern))
+    return Rule(rule, tool, pattern.strip(), paths.FilePattern(pattern))
 
 
 def check_rules(spec: PolicySpec) -> list[tuple[str, str]]:
@@ -179,10 +191,10 @@ class Policy:
             return Deny(None, f"{tool} of {_short(raw)!r} is refused: the path is outside the workspace "
                               "(use a path relative to the workspace root)")
         for r in deny:
-            if r.path_re is not None and paths.matches(r.path_re, path, directory=directory):
+            if r.path is not None and r.path.matches(path, directory=directory):
                 return Deny(r.text, f'denied by rule "{r}": {tool} of "{_short(path)}" is not allowed')
         for r in allow:
-            if r.path_re is None or paths.matches(r.path_re, path, directory=directory):
+            if r.path is None or r.path.matches(path, directory=directory):
                 return Allow(r.text)
         return self._default(f'{tool} of "{_short(path)}"')
 
@@ -191,47 +203,90 @@ class Policy:
         if not isinstance(line, str):
             return Deny(None, "bash needs a string `command`")
         try:
-            analysis = bash.analyse(line)
+            analysis = analyse(line)
         except ShellSyntaxError as exc:
             return Deny(None, f"the command line cannot be parsed ({exc}), so it was not run; "
                               "simplify it (balanced quotes and parentheses, no NUL)")
+        except Exception as exc:  # a bug in the walker must refuse the line, never let it through
+            return Deny(None, f"the command line could not be analysed ({type(exc).__name__}), so it was not run; "
+                              "simplify it")
+        return self.bash_verdicts(analysis, deny, allow)[1]
+
+    def bash_verdicts(self, analysis: Analysis, deny: list[Rule] | None = None,
+                      allow: list[Rule] | None = None) -> tuple[list[Verdict], Decision]:
+        """What decides each part of an analysed line, and the line's decision.
+
+        The line is denied by, in this order: a deny rule naming one of its commands, a command
+        that cannot be known, a write to a denied path, a command no rule allows (default deny)."""
+        deny = [r for r in self.deny if r.covers_tool("bash")] if deny is None else deny
+        allow = [r for r in self.allow if r.covers_tool("bash")] if allow is None else allow
         bare_allow = next((r for r in allow if r.pattern is None), None)
         deny_patterns = [r for r in deny if r.pattern is not None]
-        cmds = analysis.commands
-        # 1. deny rules and commands that cannot be known
-        for cmd in cmds:
-            if cmd.unknown is not None and (deny_patterns or bare_allow is None):
-                return Deny(None, f'cannot tell what "{_short(cmd.display)}" runs ({cmd.unknown}), so it was '
-                                  "not run; write the command out literally")
-            for text in match.deny_texts(cmd):
-                for r in deny_patterns:
-                    assert r.pattern is not None
-                    if any(match.exists_match(text, p) for p in match.pattern_variants(r.pattern)):
-                        return Deny(r.text, f'denied by rule "{r}": the command "{_short(cmd.display)}" '
-                                            "is not allowed")
-        for target in analysis.writes:
-            path = paths.normalise(target)
-            for r in self.deny:
-                if path is not None and r.tool in ("write", "edit") and r.path_re is not None and paths.matches(
-                        r.path_re, path):
-                    return Deny(r.text, f'denied by rule "{r}": the command writes to "{_short(path)}"')
-        # 2. every command must be allowed
+        verdicts: list[Verdict] = []
+        by_rule: list[Deny] = []
+        unknown: list[Deny] = []
+        unallowed: list[Deny] = []
         first: str | None = bare_allow.text if bare_allow else None
-        for cmd in cmds:
-            if cmd.deny_only or cmd.unknown is not None:
-                continue
-            rule = bare_allow or self._bash_allow_rule(cmd, allow)
-            if rule is None:
-                if self.default == "allow":
+        for cmd in analysis.commands:
+            shown = _short(cmd.display)
+            rule = self._bash_deny_rule(cmd, deny_patterns) if cmd.unknown is None else None
+            if rule is not None:
+                d = Deny(rule.text, f'denied by rule "{rule}": the command "{shown}" is not allowed')
+                by_rule.append(d)
+            elif cmd.unknown is not None:
+                d = Deny(None, f'cannot tell what "{shown}" runs ({cmd.unknown}), so it was not run; '
+                               "write the command out literally")
+                if deny_patterns or bare_allow is None:
+                    unknown.append(d)
+                    verdicts.append(Verdict(cmd.display, d))
                     continue
-                return Deny(None, f'no rule allows "{_short(cmd.display)}" and the policy default is deny')
-            first = first or rule.text
-        if not cmds and bare_allow is None and not any(r.pattern for r in allow):
-            return self._default("bash")
-        return Allow(first)
+                verdicts.append(Verdict(cmd.display, Allow(bare_allow.text)))
+                continue
+            elif cmd.deny_only:
+                verdicts.append(Verdict(cmd.display, Allow(None), needs_rule=False))
+                continue
+            else:
+                allowed = bare_allow or self._bash_allow_rule(cmd, allow)
+                if allowed is not None:
+                    verdicts.append(Verdict(cmd.display, Allow(allowed.text)))
+                    first = first or allowed.text
+                    continue
+                if self.default == "allow":
+                    verdicts.append(Verdict(cmd.display, Allow(None)))
+                    continue
+                d = Deny(None, f'no rule allows "{shown}" and the policy default is deny')
+                unallowed.append(d)
+            verdicts.append(Verdict(cmd.display, d))
+        writes: list[Deny] = []
+        for target in analysis.writes:
+            where = _short(target.word.text if target.word.known else target.word.raw)
+            for r in self.deny:
+                if r.tool in ("write", "edit") and r.path is not None and may_match(r.path, target.word, target.cwds,
+                                                                                   directory=target.directory):
+                    runtime = "" if target.word.known and target.cwds == {"."} else \
+                        " (a path built at run time or from a changed directory: it may land there)"
+                    d = Deny(r.text, f'denied by rule "{r}": the command writes to "{where}"{runtime}')
+                    writes.append(d)
+                    verdicts.append(Verdict(f"(write) {where}", d))
+                    break
+        for denials in (by_rule, unknown, writes, unallowed):
+            if denials:
+                return verdicts, denials[0]
+        if not analysis.commands and bare_allow is None and not any(r.pattern for r in allow):
+            return verdicts, self._default("bash")
+        return verdicts, Allow(first)
 
     @staticmethod
-    def _bash_allow_rule(cmd: bash.Command, allow: list[Rule]) -> Rule | None:
+    def _bash_deny_rule(cmd: Command, deny_patterns: list[Rule]) -> Rule | None:
+        for text in match.deny_texts(cmd):
+            for r in deny_patterns:
+                assert r.pattern is not None
+                if any(match.exists_match(text, p) for p in match.pattern_variants(r.pattern)):
+                    return r
+        return None
+
+    @staticmethod
+    def _bash_allow_rule(cmd: Command, allow: list[Rule]) -> Rule | None:
         texts = match.allow_texts(cmd)
         if texts is None:
             return None
@@ -257,10 +312,12 @@ class Policy:
         lines.append("  allow:")
         lines += [f"    - {r}" for r in self.allow] or ["    (none)"]
         lines += [
-            "  bash: every simple command of the line (after ; && || | &, newlines, $(...), backticks,",
-            "    <(...), nested `bash -c`/eval, wrappers like env/timeout/xargs, find -exec) must be allowed;",
-            "    any one matching a deny rule refuses the line; a line that cannot be parsed, or a command",
-            "    whose name is only known at run time, is refused.",
+            "  bash: the line is parsed by tree-sitter-bash; every simple command (after ; && || | &,",
+            "    newlines, $(...), backticks, <(...), nested `bash -c`, wrappers like env/timeout/xargs,",
+            "    find -exec) must be allowed, and any one matching a deny rule refuses the line; cd into the",
+            "    workspace needs no rule. A line that cannot be parsed, or a command that can run code nobody",
+            "    can read first (a computed name, eval, source, trap, arithmetic on computed values, ...),",
+            "    is refused unless bash is allowed outright. Try a line: astra-run policy TASK -- COMMAND.",
             "  files: gitignore-style patterns over the workspace-relative path; paths outside the",
             "    workspace are always refused.",
         ]

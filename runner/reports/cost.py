@@ -1,7 +1,9 @@
 """cost.json (SPEC §4): tokens and USD per model, the total, and the prices used with their date.
 
 A model with no known price gets `cost_usd: null` and makes `total_cost_usd` null: unknown is
-never reported as 0. Each such model also gets a line in the file's `warnings` list, which
+never reported as 0. Costs are the run's own, priced call by call (compaction iterations
+included, prompt-length bands applied); the summed usage is priced only when a result has none.
+Each model without a price also gets a line in the file's `warnings` list, which
 `write_reports` passes on to the caller (and which is logged here).
 """
 
@@ -29,7 +31,7 @@ def cost_json(result: RunResult, prices: PriceTable) -> dict[str, Any]:
     for model in sorted(result.usage):
         usage = result.usage[model]
         price = prices.price_for(model)
-        cost = prices.cost(model, usage)
+        cost = result.cost_by_model[model] if model in result.cost_by_model else prices.cost(model, usage)
         entry: dict[str, Any] = dict(usage.as_dict())
         entry["cost_usd"] = _usd(cost)
         if price is None:
@@ -49,12 +51,21 @@ def cost_json(result: RunResult, prices: PriceTable) -> dict[str, Any]:
         "task": result.task,
         "run_id": result.run_id,
         "models": models,
-        "total_cost_usd": _usd(prices.total(result.usage)),
+        "total_cost_usd": _usd(_total(result, prices)),
         "prices": {
             "date": prices.date,
             "source": prices.source,
             "unit": "USD per million tokens",
             "cache_write": "5-minute ephemeral cache write",
+            "cache_write_1h": "1-hour cache write (cache_creation_1h_input_tokens)",
         },
         "warnings": warnings,
     }
+
+
+def _total(result: RunResult, prices: PriceTable) -> float | None:
+    if not result.cost_by_model:
+        return prices.total(result.usage)
+    values = [result.cost_by_model.get(m) if m in result.cost_by_model else prices.cost(m, u)
+              for m, u in result.usage.items()]
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)

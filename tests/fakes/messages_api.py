@@ -33,6 +33,19 @@ passes validation takes the next turn; when the list runs out the answer is an e
     - {text: "abc", stream_error: {type: overloaded_error, after: 3}}   # `error` event mid-stream
     - {text: "abc", stall_after: 2, stall_s: 30}        # stop sending after 2 events (watch cancel)
     - {drop: true}                                      # hang up before any response
+    - {text: "no", stop_reason: refusal, stop_details: {category: cyber, explanation: "..."}}
+    - {thinking: "plan", redacted_thinking: true}       # thinking text (default ""), a redacted block
+    - {opaque: {type: x_fake_future, data: 1}}          # a block type the SDK does not know
+    - error: {status: 429, spend_limit: true}           # a spend-limit 429: no retry-after
+    - error: {status: 529, headers: {x-should-retry: "false"}}
+
+Current rules (tests/fakes/messages_rules.py, each with its documentation page): per-model
+context windows ("prompt is too long: N tokens > M maximum"), thinking by default on the models
+that think by default (a `thinking` block first, empty text as with the default display, and a
+signature bound to the model and to everything before the block, checked when it comes back),
+the parameters each model rejects, threshold compaction (`compact_20260112`), tool-result
+clearing (`clear_tool_uses_20250919`), prompt caching from the request's breakpoints (usage is
+computed, not guessed, unless a turn gives it) and POST /v1/messages/count_tokens.
 
 In Python a script item may also be a callable `(request_body) -> turn | None`, and `hook=` is
 called with each request once the script has run out (None: answer "done").
@@ -41,7 +54,9 @@ called with each request once the script has run out (None: answer "done").
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import copy
 import json
 import secrets
 import select
@@ -56,6 +71,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.fakes import messages_rules as rules_mod
+from tests.fakes.messages_rules import Cache, Invalid, Prompt, Signer
 
 Turn = dict[str, Any]
 Event = tuple[str, dict[str, Any]]
@@ -76,6 +94,10 @@ DEFAULT_MESSAGES = {
     "overloaded_error": "Overloaded",
     "api_error": "Internal server error",
 }
+SPEND_LIMIT_MESSAGE = (
+    "You have reached your specified API usage limits. You will regain access on the first of next month."
+)
+"""Wording ours: api/errors says a tier spend-limit 429 carries no retry-after, not its text."""
 REASONS = {529: "Overloaded"}
 _ALNUM = string.ascii_letters + string.digits
 
@@ -111,6 +133,12 @@ class _State:
     latency_ms: float
     requests_log: Path | None
     calls: list[Call] = field(default_factory=list)
+    signer: Signer = field(default_factory=Signer)
+    issued: dict[str, str] = field(default_factory=dict)
+    """Signatures (and redacted data) the fake sent -> the model that produced them."""
+    caches: dict[str, Cache] = field(default_factory=dict)
+    opaque: list[dict[str, Any]] = field(default_factory=list)
+    """Unknown-type blocks the fake sent; each must come back unchanged."""
     disconnects: int = 0
     stalls: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -242,17 +270,23 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode("utf-8", "replace")
         call = self._record(body)
+        counting = self.path.split("?")[0] == "/v1/messages/count_tokens"
         try:
-            self._validate(body)
-        except RequestInvalid as exc:
+            prompt = self._validate(body, counting=counting)
+        except (RequestInvalid, Invalid) as exc:
             call.status = exc.status
             self._send_error(exc.status, ERROR_TYPES.get(exc.status, "invalid_request_error"), exc.message)
+            return
+        if counting:
+            with self.st.cond:
+                call.status = 200
+            self._send_json(200, {"input_tokens": prompt.total})
             return
         turn = self._next_turn(body)
         with self.st.cond:
             call.turn = turn
             call.status = 200
-        self._respond(body, turn, call)
+        self._respond(body, turn, call, prompt)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _record(self, body: Any) -> Call:
@@ -277,8 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         return dict(turn) if turn is not None else {"text": "done"}
 
     # -- validation, like the real API (a subset) ---------------------------------------------
-    def _validate(self, body: Any) -> None:
-        if self.path.split("?")[0] != "/v1/messages":
+    def _validate(self, body: Any, *, counting: bool = False) -> Prompt:
+        if self.path.split("?")[0] not in ("/v1/messages", "/v1/messages/count_tokens"):
             raise RequestInvalid(404, f"Not found: {self.path}")
         key = self.headers.get("x-api-key")
         auth = self.headers.get("authorization", "")
@@ -292,7 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestInvalid(400, "anthropic-version: header is required")
         if not isinstance(body, dict):
             raise RequestInvalid(400, "The request body is not valid JSON.")
-        for name, kind in (("model", str), ("max_tokens", int), ("messages", list)):
+        required = (("model", str), ("messages", list)) if counting else (
+            ("model", str), ("max_tokens", int), ("messages", list))
+        for name, kind in required:
             if name not in body:
                 raise RequestInvalid(400, f"{name}: Field required")
             if not isinstance(body[name], kind):
@@ -301,10 +337,38 @@ class _Handler(BaseHTTPRequestHandler):
         _validate_messages(body["messages"])
         n = _count_cache_control(body)
         if n > 4:
+            # build-with-claude/prompt-caching: at most 4 breakpoints.
             raise RequestInvalid(400, f"A maximum of 4 blocks with cache_control may be provided. Found {n}.")
+        model = body["model"]
+        rules = rules_mod.rules_for(model)
+        betas = {b.strip() for b in (self.headers.get("anthropic-beta") or "").split(",") if b.strip()}
+        rules_mod.check_block_types(body)
+        rules_mod.check_parameters(body, rules, betas)
+        self._check_opaque(body)
+        with self.st.cond:
+            issued = dict(self.st.issued)
+        drop = rules_mod.drops_mismatched(body, betas)
+        rules_mod.check_thinking(body, self.st.signer, rules, issued, drop)
+        rules_mod.check_tool_turn_starts_with_thinking(body, rules)
+        prompt = rules_mod.effective_prompt(body)
+        if not counting and prompt.total > rules.window and not _will_compact(body, prompt):
+            # api/errors: a prompt over the model's context window is a 400 invalid_request_error.
+            raise RequestInvalid(400, f"prompt is too long: {prompt.total} tokens > {rules.window} maximum")
+        return prompt
+
+    def _check_opaque(self, body: dict[str, Any]) -> None:
+        with self.st.cond:
+            sent = list(self.st.opaque)
+        if not sent:
+            return
+        back = [rules_mod._strip_cache(b) for m in body["messages"] if m.get("role") == "assistant"
+                for b in rules_mod._blocks(m.get("content")) if str(b.get("type", "")).startswith("x_fake_")]
+        for b in back:
+            if b not in sent:
+                raise RequestInvalid(400, f"a `{b.get('type')}` block came back changed: {json.dumps(b)[:200]}")
 
     # -- responses -----------------------------------------------------------------------------
-    def _respond(self, body: dict[str, Any], turn: Turn, call: Call) -> None:
+    def _respond(self, body: dict[str, Any], turn: Turn, call: Call, prompt: Prompt) -> None:
         wait_s = (self.st.latency_ms + float(turn.get("delay_ms", 0))) / 1000
         if wait_s > 0 and not self._wait(wait_s):
             return
@@ -318,11 +382,16 @@ class _Handler(BaseHTTPRequestHandler):
             with self.st.cond:
                 call.status = status
             headers = dict(spec.get("headers", {}))
-            if "retry_after" in spec:
+            message = spec.get("message") or DEFAULT_MESSAGES.get(etype, etype)
+            if spec.get("spend_limit"):
+                message = spec.get("message") or SPEND_LIMIT_MESSAGE
+            elif "retry_after" in spec:
                 headers["retry-after"] = str(spec["retry_after"])
-            self._send_error(status, etype, spec.get("message") or DEFAULT_MESSAGES.get(etype, etype), headers)
+            elif status == 429:
+                headers.setdefault("retry-after", "0")  # a rate limit says when to come back
+            self._send_error(status, etype, message, headers)
             return
-        message, blocks = _build_message(body, turn)
+        message, blocks = self._build(body, turn, prompt)
         if not body.get("stream"):
             if "cut_after" in turn or "stall_after" in turn:
                 self._hang_up()
@@ -426,6 +495,88 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(status, payload, headers)
 
 
+    def _build(self, body: dict[str, Any], turn: Turn, prompt: Prompt) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The response: compaction, thinking (signed), the turn's blocks; usage from the cache."""
+        st, model = self.st, body["model"]
+        rules = rules_mod.rules_for(model)
+        pre: list[dict[str, Any]] = []
+        iterations: list[dict[str, Any]] = []
+        compaction = _compaction_edit(body)
+        if compaction is not None and prompt.total >= _trigger(compaction):
+            summary = turn.get("summary") or f"Summary of the conversation so far ({prompt.total} tokens compacted)."
+            pre.append({
+                "start": {"type": "compaction", "content": ""},
+                "deltas": [{"type": "compaction_delta", "content": summary}],
+                "final": {"type": "compaction", "content": summary},
+            })
+            with st.cond:  # the summary step reads the prompt as sent: from the cache where it can
+                fresh, write, read = st.caches.setdefault(model, Cache()).usage(model, prompt)
+            iterations.append({"type": "compaction", "input_tokens": fresh, "output_tokens": 500,
+                               "cache_creation_input_tokens": write, "cache_read_input_tokens": read})
+            prompt = Prompt([({"type": "compaction", "content": summary}, False)],
+                            rules_mod.tokens(summary), prompt.sent_total)
+        thinks = "thinking" in turn or rules_mod.thinking_on(body, rules)
+        messages = body["messages"]
+        if thinks and not turn.get("no_thinking"):
+            text = str(turn.get("thinking") or "")
+            final = {"type": "thinking", "thinking": text, "signature": ""}
+            head = [b["final"] for b in pre]
+            digest = st.signer.digests(body, head)[(len(messages), len(head))]
+            final["signature"] = st.signer.sign(model, digest, text)
+            n = int(turn.get("chunks", 3))
+            pre.append({
+                "start": {"type": "thinking", "thinking": "", "signature": ""},
+                "deltas": ([{"type": "thinking_delta", "thinking": p} for p in _split(text, n)] if text else [])
+                + [{"type": "signature_delta", "signature": final["signature"]}],
+                "final": final,
+            })
+            with st.cond:
+                st.issued[final["signature"]] = model
+        if turn.get("redacted_thinking"):
+            data = base64.b64encode(secrets.token_bytes(24)).decode()
+            pre.append({"start": {"type": "redacted_thinking", "data": data}, "deltas": [],
+                        "final": {"type": "redacted_thinking", "data": data}})
+            with st.cond:
+                st.issued[data] = model
+        if turn.get("opaque"):
+            opaque = copy.deepcopy(turn["opaque"])
+            pre.append({"start": opaque, "deltas": [], "final": opaque})
+            with st.cond:
+                st.opaque.append(copy.deepcopy(opaque))
+        message, blocks = _build_message(body, turn)
+        message["usage"] = self._usage(model, turn, prompt, message["usage"], iterations)
+        if prompt.cleared_uses:
+            message["context_management"] = {"applied_edits": [{
+                "type": "clear_tool_uses_20250919", "cleared_tool_uses": prompt.cleared_uses,
+                "cleared_input_tokens": prompt.cleared_tokens}]}
+        if turn.get("stop_details") is not None:
+            message["stop_details"] = turn["stop_details"]
+        return message, pre + blocks
+
+    def _usage(self, model: str, turn: Turn, prompt: Prompt, guessed: dict[str, Any],
+               iterations: list[dict[str, Any]]) -> dict[str, Any]:
+        with self.st.cond:
+            cache = self.st.caches.setdefault(model, Cache())
+            fresh, write, read = cache.usage(model, prompt)
+        spec = turn.get("usage")
+        if spec is None:  # computed from the request's breakpoints and what earlier calls wrote
+            spec = {"input_tokens": fresh, "cache_creation_input_tokens": write, "cache_read_input_tokens": read}
+        usage = {
+            "input_tokens": int(spec.get("input_tokens", prompt.total)),
+            "cache_creation_input_tokens": int(spec.get("cache_creation_input_tokens", 0)),
+            "cache_read_input_tokens": int(spec.get("cache_read_input_tokens", 0)),
+            "output_tokens": int(guessed["output_tokens"]),
+        }
+        if "ephemeral_1h_input_tokens" in spec:
+            usage["cache_creation"] = {"ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"]
+                                       - int(spec["ephemeral_1h_input_tokens"]),
+                                       "ephemeral_1h_input_tokens": int(spec["ephemeral_1h_input_tokens"])}
+        if iterations:
+            usage["iterations"] = [*iterations, {"type": "message", **{k: usage[k] for k in (
+                "input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}}]
+        return usage
+
+
 # -- the wire format -----------------------------------------------------------------------------
 def _sse(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
@@ -437,22 +588,27 @@ def _split(text: str, n: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
+def _compaction_edit(body: dict[str, Any]) -> dict[str, Any] | None:
+    edits = (body.get("context_management") or {}).get("edits") or []
+    return next((e for e in edits if e.get("type") == "compact_20260112"), None)
+
+
+def _trigger(edit: dict[str, Any]) -> int:
+    return int(((edit.get("trigger") or {}).get("value")) or rules_mod.DEFAULT_COMPACTION_TRIGGER)
+
+
+def _will_compact(body: dict[str, Any], prompt: Prompt) -> bool:
+    """Threshold compaction summarizes a prompt that reached its trigger before answering."""
+    edit = _compaction_edit(body)
+    return edit is not None and prompt.total >= _trigger(edit)
+
+
 def _build_message(body: dict[str, Any], turn: Turn) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The message skeleton (as in message_start) and its blocks: start, deltas, final form."""
     n = int(turn.get("chunks", 3))
     blocks: list[dict[str, Any]] = []
-    if turn.get("thinking"):
-        sig = secrets.token_urlsafe(24)
-        blocks.append(
-            {
-                "start": {"type": "thinking", "thinking": "", "signature": ""},
-                "deltas": [{"type": "thinking_delta", "thinking": p} for p in _split(turn["thinking"], n)]
-                + [{"type": "signature_delta", "signature": sig}],
-                "final": {"type": "thinking", "thinking": turn["thinking"], "signature": sig},
-            }
-        )
     text = turn.get("text", "")
-    if text or not turn.get("tool_calls"):
+    if text or not (turn.get("tool_calls") or turn.get("thinking") is not None or turn.get("opaque")):
         blocks.append(
             {
                 "start": {"type": "text", "text": ""},
@@ -504,17 +660,18 @@ def _sse_events(message: dict[str, Any], blocks: list[dict[str, Any]], turn: Tur
         "input_tokens": usage["input_tokens"],
         "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
         "cache_read_input_tokens": usage["cache_read_input_tokens"],
-        "cache_creation": {
+        "cache_creation": usage.get("cache_creation") or {
             "ephemeral_5m_input_tokens": usage["cache_creation_input_tokens"],
             "ephemeral_1h_input_tokens": 0,
         },
         "output_tokens": min(1, usage["output_tokens"]),
         "service_tier": "standard",
     }
+    start = {k: v for k, v in message.items() if k not in ("stop_details", "context_management")}
     events: list[Event] = [
         (
             "message_start",
-            {"type": "message_start", "message": {**message, "stop_reason": None, "usage": start_usage}},
+            {"type": "message_start", "message": {**start, "stop_reason": None, "usage": start_usage}},
         )
     ]
     for i, b in enumerate(blocks):
@@ -529,16 +686,15 @@ def _sse_events(message: dict[str, Any], blocks: list[dict[str, Any]], turn: Tur
         events.append(("ping", {"type": "ping"}))
     full = turn.get("delta_usage", "full") == "full"
     delta_usage = dict(usage) if full else {"output_tokens": usage["output_tokens"]}
-    events.append(
-        (
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": delta_usage,
-            },
-        )
-    )
+    if "iterations" in usage:
+        delta_usage["iterations"] = usage["iterations"]
+    delta: dict[str, Any] = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    if message.get("stop_details") is not None:
+        delta["stop_details"] = message["stop_details"]
+    payload: dict[str, Any] = {"type": "message_delta", "delta": delta, "usage": delta_usage}
+    if message.get("context_management") is not None:
+        payload["context_management"] = message["context_management"]
+    events.append(("message_delta", payload))
     events.append(("message_stop", {"type": "message_stop"}))
     return events
 

@@ -16,7 +16,9 @@ from runner.models.base import (
     Message,
     ModelCallFailed,
     ModelRequest,
+    PromptTooLong,
     TextBlock,
+    ThinkingBlock,
     ToolResult,
     ToolSpec,
     ToolUse,
@@ -100,10 +102,20 @@ async def test_tool_use_turn_with_multi_chunk_json(api: FakeMessagesAPI, make_mo
     assert second.id.startswith("toolu_") and second.input_error is None
 
 
-async def test_thinking_blocks_are_skipped(api: FakeMessagesAPI, make_model: MakeModel) -> None:
-    api.add({"thinking": "Let me consider the options carefully.", "text": "Answer."})
-    response = await make_model().complete(ask())
-    assert response.content == [TextBlock("Answer.")]
+async def test_thinking_blocks_are_kept_and_sent_back_verbatim(api: FakeMessagesAPI, make_model: MakeModel) -> None:
+    # Was: thinking blocks are skipped. The API requires them back unmodified (preserved-thinking).
+    api.add({"thinking": "Let me consider the options carefully.", "text": "Answer."}, {"text": "ok"})
+    model = make_model()
+    response = await model.complete(ask())
+    thinking, text = response.content
+    assert isinstance(thinking, ThinkingBlock) and thinking.thinking == "Let me consider the options carefully."
+    assert thinking.signature and text == TextBlock("Answer.")
+    history = [*ask().messages, Message("assistant", list(response.content)), Message("user", [TextBlock("more")])]
+    await model.complete(ModelRequest("You are a careful engineer.", TOOLS, history))
+    sent = api.requests[1]["messages"][1]["content"]
+    assert sent[0] == {"type": "thinking", "thinking": "Let me consider the options carefully.",
+                       "signature": thinking.signature}
+    assert [c.status for c in api.calls] == [200, 200]
 
 
 @pytest.mark.parametrize("delta_usage", ["full", "output_only"])
@@ -129,6 +141,7 @@ async def test_usage_with_cache_tokens(api: FakeMessagesAPI, make_model: MakeMod
         "output_tokens": 52,
         "cache_creation_input_tokens": 600,
         "cache_read_input_tokens": 4300,
+        "cache_creation_1h_input_tokens": 0,
     }
 
 
@@ -283,12 +296,21 @@ async def test_invalid_request_error_event_in_the_stream_is_fatal(api: FakeMessa
     api.add(
         {
             "text": "x",
-            "stream_error": {"type": "invalid_request_error", "message": "prompt is too long", "after": 2},
+            "stream_error": {"type": "invalid_request_error", "message": "messages.3: bad block", "after": 2},
         }
     )
-    with pytest.raises(ModelAPIError, match="invalid_request_error: prompt is too long"):
+    with pytest.raises(ModelAPIError, match=r"invalid_request_error: messages\.3: bad block"):
         await make_model().complete(ask())
     assert len(api.calls) == 1
+
+
+async def test_prompt_too_long_in_the_stream_is_its_own_lane(api: FakeMessagesAPI, make_model: MakeModel) -> None:
+    # Was fatal (exit 4); a prompt over the window is now for the loop to shrink, never exit 4.
+    api.add({"text": "x", "stream_error": {"type": "invalid_request_error", "after": 2,
+                                           "message": "prompt is too long: 210000 tokens > 200000 maximum"}})
+    with pytest.raises(PromptTooLong) as info:
+        await make_model().complete(ask())
+    assert (info.value.tokens, info.value.maximum) == (210000, 200000)
 
 
 # -- broken output ------------------------------------------------------------------------------------

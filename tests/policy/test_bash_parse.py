@@ -1,4 +1,4 @@
-"""The shell parser and the command normalisation behind bash rules."""
+"""The tree-sitter walker and the command normalisation behind bash rules."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import random
 import pytest
 
 from runner.policy import Allow, Deny, Policy
-from runner.policy.bash import analyse
+from runner.policy.commands import analyse
 from runner.policy.match import exists_match, forall_match
-from runner.policy.shell import WILD, ShellSyntaxError, parse
+from runner.policy.script import WILD, ShellSyntaxError
+from runner.policy.walker import walk as parse
 from runner.task import PolicySpec
 
 
 def words(line: str) -> list[list[str]]:
-    return [[w.text for w in sc.words] for sc in parse(line) if sc.words and not sc.speculative]
+    return [[w.text for w in sc.words] for sc in parse(line) if sc.words]
 
 
 def commands(line: str) -> list[str]:
@@ -33,7 +34,7 @@ def commands(line: str) -> list[str]:
         ("echo 'a  b'", [["echo", "a  b"]]),
         ("echo a\\ b", [["echo", "a b"]]),
         ("echo $'a\\tb\\x41\\101'", [["echo", "a\tbAA"]]),
-        ('echo $"x"', [["echo", "x"]]),
+        ('echo $"x"', [["echo", WILD]]),  # locale translation: TEXTDOMAIN's catalog may replace it
         ("a; b && c || d | e |& f & g", [["a"], ["b"], ["c"], ["d"], ["e"], ["f"], ["g"]]),
         ("a\nb", [["a"], ["b"]]),
         ("echo a\\\nb", [["echo", "ab"]]),
@@ -43,13 +44,13 @@ def commands(line: str) -> list[str]:
         ("echo <(a) >(b)", [["a"], ["b"], ["echo", WILD, WILD]]),
         ("X=1 Y=$(a) b", [["a"], ["b"]]),
         ("cat <<EOF\nnot a command\nEOF\nb", [["cat"], ["b"]]),
-        ("cat <<EOF\n$(a)\nEOF", [["cat"], ["a"]]),
+        ("cat <<EOF\n$(a)\nEOF", [["a"], ["cat"]]),
         ("(a; b) && { c; }", [["a"], ["b"], ["c"]]),
         ("if a; then b; elif c; then d; else e; fi", [["a"], ["b"], ["c"], ["d"], ["e"]]),
         ("for x in 1 2; do a $x; done", [["a", WILD]]),
         ("for ((i=0;i<3;i++)); do a; done", [["a"]]),
         ("while a; do b; done", [["a"], ["b"]]),
-        ("case $x in a|b) c;; *) d;& e) f;;& esac", [["c"], ["d"], ["f"]]),
+        ("case $x in a|b) c;; *) d;; e) f;; esac", [["c"], ["d"], ["f"]]),
         ("f() { a; }; function g { b; }", [["a"], ["b"]]),
         ("[[ -n $(a) && x == y ]]", [["a"]]),
         ("(( x = $(a) + 1 ))", [["a"]]),
@@ -60,9 +61,9 @@ def commands(line: str) -> list[str]:
         ("echo a#b", [["echo", "a#b"]]),
         ("echo {a,b} {} x{1..3}", [["echo", WILD, "{}", WILD]]),
         ("arr=(a $(b) c) d", [["b"], ["d"]]),
-        ("declare -a arr=(a $(b)) x=1", [["b"], ["declare", "-a", "arr=", "x=1"]]),
+        ("declare -a arr=(a $(b)) x=1", [["b"], ["declare", "-a", f"arr={WILD}", "x=1"]]),
         ("! a | b", [["a"], ["b"]]),
-        ("time -p a", [["a"]]),
+        ("time -p a", [["time", "-p", "a"]]),  # tree-sitter reads `time` as a command: unwrapped later
         ("", []),
         ("   \n\n  ", []),
     ],
@@ -74,11 +75,18 @@ def test_parse_words(line: str, expected: list[list[str]]) -> None:
 @pytest.mark.parametrize(
     "line",
     ["echo 'x", 'echo "x', "echo $(x", "echo `x", "(a", "a)", "{ a", "if a; then b", "a && ", "| a", "a ||",
-     "case x in a) b", "echo ${x", "a <", "while a; do b", "echo $'\\0'", "a\x00", "f() )", "echo (a)"],
+     "case x in a) b", "echo ${x", "a <", "while a; do b", "a\x00", "f() )", "echo a ;; echo b",
+     # valid bash that tree-sitter-bash refuses: denied as unparsable (fail closed)
+     "case x in a) b;& c) d;;& esac", "echo @(a|b)", "echo ${ git push; }"],
 )
 def test_parse_errors(line: str) -> None:
     with pytest.raises(ShellSyntaxError):
         parse(line)
+
+
+@pytest.mark.parametrize("line", ["echo $'\\0'", "echo (a)"])
+def test_not_modelled_is_unknown(line: str) -> None:
+    assert any(c.unknown for c in analyse(line).commands)
 
 
 def test_heredoc_bodies() -> None:
@@ -89,7 +97,7 @@ def test_heredoc_bodies() -> None:
     sc = parse("cat <<E\n$X\nE")[0]
     assert sc.redirects[0].body is None  # holds an expansion: not known
     sc = parse("cat <<< 'a b'")[0]
-    assert sc.redirects[0].body == "a b"
+    assert sc.redirects[0].body == "a b\n"  # a here-string ends with a newline
 
 
 def test_word_flags() -> None:
@@ -122,7 +130,6 @@ def test_word_flags() -> None:
         ("bash <<EOF\na\nEOF", ["a"]),
         ("watch -n 1 a b", ["a b"]),
         ("busybox sh -c a", ["a"]),
-        ("source x.sh", ["source x.sh"]),
     ],
 )
 def test_normalised_commands(line: str, expected: list[str]) -> None:
@@ -139,6 +146,7 @@ def test_normalised_commands(line: str, expected: list[str]) -> None:
         ("timeout $T a", "expansion"),
         ("mapfile -C cb x", "mapfile -C"),
         ("bash -c 'echo \"x'", "cannot be parsed"),
+        ("source x.sh", "a file the agent can write"),
     ],
 )
 def test_unknowable(line: str, reason: str) -> None:
@@ -148,7 +156,7 @@ def test_unknowable(line: str, reason: str) -> None:
 
 def test_nested_shell_depth_limit() -> None:
     line = "a"
-    for _ in range(12):
+    for _ in range(10):
         line = "bash -c " + "'" + line.replace("'", "'\\''") + "'"
     assert any(c.unknown for c in analyse(line).commands)
 

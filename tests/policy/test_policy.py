@@ -95,7 +95,7 @@ BASH_DENIED = [
     ("echo ok |& git push", "bash(git push*)"),
     ("echo ok || git push", "bash(git push*)"),
     ("echo x \\\n; git push", "bash(git push*)"),
-    ("echo ${ git push; }", "bash(git push*)"),
+    ("echo ${ git push; }", None),  # bash 5.3 syntax tree-sitter-bash does not know: refused as unparsable
     ("echo x > .github/workflows/ci.yml", "write(.github/workflows/**)"),
     ("cat a >> ./.github/workflows/../workflows/x.yml", "write(.github/workflows/**)"),
     # unknowable or unparsable: denied without a rule

@@ -39,7 +39,8 @@ def test_two_models_with_cache_writes_and_reads_match_hand_computation() -> None
     opus = data["models"]["claude-opus-4-5-20251101"]
     assert opus["cost_usd"] == pytest.approx(0.0675)
     assert opus["priced_as"] == "claude-opus-4-5"
-    assert opus["price"] == {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.5}
+    assert opus["price"] == {"input": 5.0, "output": 25.0, "cache_write": 6.25, "cache_read": 0.5,
+                             "cache_write_1h": 10.0}  # 1-hour writes: 2x input unless the file says
     assert data["total_cost_usd"] == pytest.approx(0.1195)
     assert data["prices"]["date"] == "2026-11-01"
     assert data["prices"]["source"] == "test table"

@@ -9,7 +9,7 @@ from runner.errors import ConfigError
 from runner.models.base import Usage
 from runner.models.pricing import FREE, ModelPrice, PriceTable, load_prices
 
-SONNET_55 = ModelPrice(input=2.0, output=10.0, cache_write=2.5, cache_read=0.1)
+SONNET_55 = ModelPrice(input=2.0, output=10.0, cache_write=2.5, cache_read=0.1, cache_write_1h=4.0)
 
 
 def write_prices(path: Path, models: dict[str, object], **extra: object) -> Path:
@@ -22,12 +22,13 @@ def test_builtin_table_is_dated_and_sourced() -> None:
     table = load_prices()
     assert table.date and table.source.startswith("https://")
     assert table.price_for("claude-sonnet-5-5") == SONNET_55
-    assert table.price_for("claude-opus-4-5") == ModelPrice(5.0, 25.0, 6.25, 0.5)
+    assert table.price_for("claude-opus-4-5") == ModelPrice(5.0, 25.0, 6.25, 0.5, cache_write_1h=10.0)
 
 
 def test_builtin_cache_prices_follow_the_published_multipliers() -> None:
     for model, price in load_prices().models.items():
         assert price.cache_write == pytest.approx(1.25 * price.input), model  # 5-minute writes
+        assert price.write_1h == pytest.approx(2 * price.input), model  # 1-hour writes
         assert 0 < price.cache_read <= 0.1 * price.input + 1e-9, model
         assert price.output > price.input, model
 
@@ -42,7 +43,8 @@ def test_date_suffixed_alias_uses_its_base_entry() -> None:
 def test_unknown_model_is_unknown_never_zero() -> None:
     table = load_prices()
     usage = Usage(100, 100, 0, 0)
-    assert table.price_for("claude-haiku-5-5") is None  # tiered by prompt length: left out
+    # Was: claude-haiku-5-5 left out (tiered by prompt length); it is now priced call by call.
+    assert table.price_for("claude-mythos-5-2") is None  # no published price: left out
     assert table.cost("claude-imaginary-9", usage) is None
     assert table.total({"claude-sonnet-5-5": usage, "claude-imaginary-9": usage}) is None
     assert table.total({"claude-sonnet-5-5": usage}) == pytest.approx((100 * 2 + 100 * 10) / 1e6)
