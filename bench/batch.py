@@ -16,8 +16,10 @@ runner's peak RSS per additional concurrent task, relative to -j 1.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,8 +124,8 @@ def main() -> int:
         fixed = _process_start(env)
         print(f"process start (interpreter + runner + anthropic imports), paid once per batch: {fixed:.1f}s\n")
         print("| sandbox | -j | wall s | speedup vs -j 1 | speedup without process start | ideal s (model latency only)"
-              " | peak RSS MB | RSS per extra task MB |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+              " | peak RSS MB | RSS per extra task MB | start to sandbox ready s (median, p90) | after the answer s |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for sandbox in sandboxes:
             manifest = make_batch(work / sandbox, args.tasks, sandbox)
             base: tuple[float, float] | None = None
@@ -134,13 +136,40 @@ def main() -> int:
                 per_task = f"{(rss - base[1]) / (j - 1):.1f}" if j > 1 else "-"
                 flag = "" if code == 0 else f" (exit {code})"
                 steady = (base[0] - fixed) / max(0.001, wall - fixed)
+                ready, tail = startup_per_task(work / sandbox / f"out-j{j}")
                 print(f"| {sandbox} | {j} | {wall:.1f}{flag} | {base[0] / wall:.1f}x | {steady:.1f}x | {ideal:.1f}"
-                      f" | {rss:.0f} | {per_task} |", flush=True)
+                      f" | {rss:.0f} | {per_task} | {ready} | {tail} |", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def startup_per_task(out: Path) -> tuple[str, str]:
+    """From each task's trajectory: its start to `sandbox_ready`, and its last answer to `run_finished`.
+
+    The first is the start-up work per task (worktree, object store, container, helper, git
+    inside); the second the work after the model is done (patch, reports).
+    """
+    ready: list[float] = []
+    tail: list[float] = []
+    for trajectory in out.glob("*/trajectory.jsonl"):
+        events = [json.loads(line) for line in trajectory.read_text().splitlines()]
+        times = {e["type"]: e["t"] for e in events}
+        turns = [e["t"] for e in events if e["type"] == "model_turn"]
+        if "sandbox_ready" in times:
+            ready.append(times["sandbox_ready"])
+        if turns and "run_finished" in times:
+            tail.append(times["run_finished"] - turns[-1])
+
+    def fmt(xs: list[float]) -> str:
+        if not xs:
+            return "-"
+        xs = sorted(xs)
+        return f"{statistics.median(xs):.2f}, {xs[min(len(xs) - 1, int(len(xs) * 0.9))]:.2f}"
+
+    return fmt(ready), fmt(tail)
 
 
 def _process_start(env: dict[str, str]) -> float:

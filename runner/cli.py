@@ -180,7 +180,11 @@ def cmd_cleanup() -> int:
     except AstraError as exc:
         print(f"astra-run: docker: {exc} (containers not checked)", file=sys.stderr)
         code = exc.exit_code
+    from runner.objectstore import prune
+
+    stores = prune(settings.cache)  # after the reaping: only live runs still hold a store
     print(f"removed {len(containers)} leftover sandbox container(s) and {len(runs)} worktree(s) of dead runs")
     for name in [*containers, *runs]:
         print(f"  {name}")
+    print(f"removed {len(stores)} object store(s) no run is using")
     return code

@@ -7,6 +7,7 @@ import dataclasses
 from runner.agent.loop import AgentState
 from runner.errors import AstraError, InfraError, Interrupted, ModelAPIError, SandboxError
 from runner.redact import Redactor
+from runner.reports.junit import redact_junit
 from runner.result import RunResult
 from runner.workspace import GitError
 
@@ -60,7 +61,7 @@ def redact_result(result: RunResult, redactor: Redactor) -> RunResult:
         reason=redactor.text(result.reason),
         verify=[
             dataclasses.replace(v, output=redactor.text(v.output),
-                                junit_xml=redactor.text(v.junit_xml) if v.junit_xml else None)
+                                junit_xml=redact_junit(v.junit_xml, redactor.text) if v.junit_xml else None)
             for v in result.verify
         ],
         permission_denials=[

@@ -9,24 +9,27 @@ anything the sandbox can write"):
 - files git should not read are left out before `git add` and reported: not regular files
   (FIFOs, sockets, devices), files over `MAX_FILE_BYTES` (a 50 GB sparse file would keep git
   busy for minutes), unreadable files;
-- files whose content holds a known secret (as is, base64 or hex) are left out too, binary
-  files included, since redacting a binary hunk cannot work.
+- files whose content holds a known secret (as is, behind XML/URL/escape encodings or terminal
+  escapes, base64 at any alignment, hex - see runner/redact.py) are left out too, binary files
+  included, since redacting a binary hunk cannot work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.redact import Redactor
 from runner.result import FileChange, PatchStats
 from runner.workspace import SAFE_CONFIG, GitError, Workspace, git_env
 
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""A changed file larger than this is left out of the patch (and listed): patch.diff is for review
+and `git apply`, and three 20 MB files made a 77 MB patch (issue 12.7)."""
 PATCH_TIMEOUT_S = 300.0
 
 
@@ -86,15 +89,6 @@ def _unfit_files(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def secret_forms(secrets: Iterable[str]) -> list[bytes]:
-    """Each secret as it could sit in a file: raw, base64, hex (best effort, not a proof)."""
-    forms: set[bytes] = set()
-    for secret in secrets:
-        raw = secret.encode()
-        forms.update({raw, base64.b64encode(raw).rstrip(b"="), raw.hex().encode(), raw.hex().upper().encode()})
-    return sorted(forms, key=len, reverse=True)
-
-
 async def compute_patch(
     ws: Workspace, *, secrets: Iterable[str] = (), time_limit_s: float = PATCH_TIMEOUT_S
 ) -> Patch:
@@ -113,7 +107,7 @@ async def compute_patch(
         await agit(ws, ["add", "--all", "--", ".", *specs], env=env, deadline=deadline)
         common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
                   "--ignore-submodules=all", ws.base_commit]
-        leaking = await _files_holding_secrets(ws, env, deadline, common, secret_forms(secrets))
+        leaking = await _files_holding_secrets(ws, env, deadline, common, Redactor(secrets))
         if leaking:
             await agit(ws, ["reset", "-q", ws.base_commit, "--", *(f":(literal){p}" for p in leaking)],
                        env=env, deadline=deadline)
@@ -126,9 +120,9 @@ async def compute_patch(
 
 
 async def _files_holding_secrets(
-    ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], forms: Sequence[bytes]
+    ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], redactor: Redactor
 ) -> list[str]:
-    if not forms:
+    if not redactor.known_values:
         return []
     raw = await agit(ws, ["diff", "--name-only", "-z", "--diff-filter=AMT", *common], env=env, deadline=deadline)
     paths = [p for p in raw.decode("utf-8", "surrogateescape").split("\0") if p]
@@ -144,7 +138,7 @@ async def _files_holding_secrets(
     leaking = []
     for path, sha in blobs.items():
         content = await agit(ws, ["cat-file", "blob", sha], env=env, deadline=deadline)
-        if any(form in content for form in forms):
+        if redactor.holds_known_secret(content):  # as is, decoded (XML, URL, escapes), base64 at any offset, hex
             leaking.append(path)
     return leaking
 

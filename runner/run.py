@@ -22,7 +22,7 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -53,6 +53,7 @@ from runner.outcome import error_kind, redact_result, set_outcome
 from runner.patch import compute_patch
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
+from runner.redact_view import strip_hidden
 from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
@@ -209,7 +210,8 @@ async def run_task(
         run_id=run_id, task=spec.name, model=spec.model or "",
         started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
-    redactor = Redactor([*secrets, *credential_values()])  # every provider's credentials too
+    # every provider's credentials too; the task name and run id are never masked by shape
+    redactor = Redactor([*secrets, *credential_values()], keep=[spec.name, run_id])
     ctx = RunContext(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
@@ -217,7 +219,7 @@ async def run_task(
         step_summary=step_summary,
     )
     if console is not None:
-        console.redact = redactor.text
+        console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
     with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
 
         def emit(event: Event) -> None:
@@ -356,7 +358,17 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
 
         emit(Note(LOCAL_WARNING, level="warning"))
     # Git inside a container sees only what the base commit reaches, not the user's other refs.
-    objects = await asyncio.to_thread(workspace.export_objects) if spec.sandbox.backend == "docker" else None
+    # A first run on this commit writes that store while the container starts (objectstore.py).
+    objects: Path | None = None
+    objects_ready: Callable[[], Awaitable[None]] | None = None
+    if spec.sandbox.backend == "docker":
+        objects = (await asyncio.to_thread(workspace.open_objects)).objects
+        writing = asyncio.ensure_future(asyncio.to_thread(workspace.finish_objects))
+        # Its error is the start's (awaited there); a start that failed first leaves it unread.
+        writing.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+        async def objects_ready() -> None:
+            await asyncio.shield(writing)  # a cancelled start must not abandon the writer midway
     ctx.sandbox = make_sandbox(
         spec.sandbox.backend,
         SandboxConfig(
@@ -365,6 +377,8 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
             setup_timeout_s=spec.sandbox.setup_timeout,
+            git_objects_ready=objects_ready,
+            disk=spec.sandbox.disk,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))

@@ -23,7 +23,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import objectstore
 from runner.errors import ConfigError, InfraError
+from runner.objectstore import ObjectStore, private_dirs
 from runner.procs import pid_alive
 from runner.task import is_git_url
 
@@ -167,6 +169,10 @@ class Workspace:
     """A private bare git dir (alternates -> the trusted objects) used only to compute the patch."""
     lock: Path
     """Serialises worktree add/remove on this repository (batch runs share repositories)."""
+    cache: Path | None = None
+    """ASTRA_CACHE: where the per-commit object stores live (runner/objectstore.py)."""
+    store: ObjectStore | None = None
+    """The object store git inside the sandbox uses, held until `remove`."""
 
     @classmethod
     def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
@@ -174,7 +180,7 @@ class Workspace:
         git_dir = trusted_git_dir(repo, cache)
         commit = resolve_commit(git_dir, ref)
         path = run_dir / "worktree"
-        run_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(run_dir)
         lock = worktree_lock(cache, git_dir)
         # Who owns this run dir: `astra-run cleanup` removes it once that process is gone.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(git_dir)}
@@ -187,43 +193,40 @@ class Workspace:
         # objects borrowed read-only. No config anyone else wrote (not even the repo's own
         # filters) can run while we read files the sandbox wrote.
         patch_git = run_dir / "patch.git"
-        git(["init", "--bare", "--quiet", "--template=", str(patch_git)])
-        (patch_git / "objects" / "info" / "alternates").write_text(str(git_dir / "objects") + "\n")
+        _init_bare(patch_git, alternates=git_dir / "objects", sha256=len(commit) == 64)
         return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
-                   lock=lock)
+                   lock=lock, cache=cache)
 
-    def export_objects(self) -> Path:
-        """A store of only the objects the base commit reaches, for git inside the sandbox.
+    def open_objects(self) -> ObjectStore:
+        """The store of only the objects the base commit reaches, for git inside the sandbox.
 
         Mounting the trusted objects dir itself would show the model every other branch, stash
         and dangling object of the user's repository; this shows the base history and no more.
+        Made once per base commit in the cache and shared by every run on it (objectstore.py);
+        held until `remove`, so no pruner takes it away while the sandbox reads it. Its directory
+        exists on return; `finish()` writes it when this run is the first on that commit.
         """
-        store = self.path.parent / "objects.git"
-        git(["init", "--bare", "--quiet", "--template=", str(store)])
-        env = git_env()
-        pack = subprocess.Popen(
-            ["git", *SAFE_CONFIG, f"--git-dir={self.git_dir}", "pack-objects", "--revs", "--stdout", "-q"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-        )
-        index = subprocess.Popen(
-            ["git", *SAFE_CONFIG, f"--git-dir={store}", "index-pack", "--stdin"],
-            stdin=pack.stdout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        )
-        assert pack.stdin is not None and pack.stdout is not None
-        pack.stdout.close()  # index-pack owns it now
-        pack.stdin.write(f"{self.base_commit}\n".encode())
-        pack.stdin.close()
+        if self.store is None:
+            cache = self.cache if self.cache is not None else self.path.parent / "cache"
+            try:
+                self.store = objectstore.open_store(cache, self.git_dir, self.base_commit,
+                                                    git_argv=["git", *SAFE_CONFIG], env=git_env(),
+                                                    timeout=GIT_TIMEOUT_S)
+            except objectstore.StoreError as exc:
+                raise GitError(f"exporting the base history for the sandbox failed: {exc}") from None
+        return self.store
+
+    def finish_objects(self) -> None:
+        """Write the store `open_objects` prepared, if this run makes it (blocking; GitError)."""
         try:
-            _, index_err = index.communicate(timeout=GIT_TIMEOUT_S)
-            pack.wait(timeout=GIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            pack.kill()
-            index.kill()
-            raise GitError("exporting the base history for the sandbox timed out") from None
-        if pack.returncode != 0 or index.returncode != 0:
-            err = (pack.stderr.read() if pack.stderr else b"") + index_err
-            raise GitError(f"exporting the base history for the sandbox failed: {err.decode(errors='replace')}")
-        return store / "objects"
+            self.open_objects().finish()
+        except objectstore.StoreError as exc:
+            raise GitError(f"exporting the base history for the sandbox failed: {exc}") from None
+
+    def export_objects(self) -> Path:
+        """`open_objects` and `finish_objects` in one: the complete store's objects directory."""
+        self.finish_objects()
+        return self.open_objects().objects
 
     def read_base_file(self, name: str, commit: str | None = None) -> str | None:
         """A file as it is at the base commit, or `commit` (never as the sandbox may have changed it)."""
@@ -234,6 +237,8 @@ class Workspace:
 
     def remove(self) -> None:
         """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
+        if self.store is not None:
+            self.store.release()
         with _locked(self.lock):
             with contextlib.suppress(InfraError):
                 git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
@@ -242,6 +247,17 @@ class Workspace:
             with contextlib.suppress(InfraError):
                 git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def _init_bare(path: Path, *, alternates: Path, sha256: bool) -> None:
+    """What `git init --bare --template=` writes, written directly: one git process fewer per run."""
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+        (path / sub).mkdir(parents=True)
+    (path / "HEAD").write_text("ref: refs/heads/main\n")
+    (path / "config").write_text(
+        "[core]\n\trepositoryformatversion = {}\n\tfilemode = true\n\tbare = true\n{}".format(
+            1 if sha256 else 0, "[extensions]\n\tobjectformat = sha256\n" if sha256 else ""))
+    (path / "objects" / "info" / "alternates").write_text(f"{alternates}\n")
 
 
 def worktree_lock(cache: Path, git_dir: Path) -> Path:

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Build the sandbox image astra-sandbox:latest (or $ASTRA_IMAGE).
+# Build the images of astra-run.
 #
-#   sandbox-images/build.sh [--force]
+#   sandbox-images/build.sh [--force] [sandbox|runner|all]    (default: sandbox)
+#   sandbox-images/build.sh --print-base                      (make sure the base exists; print its name)
 #
-# Quick no-op when the image exists (unless --force). The base is the registry's
+# sandbox: astra-sandbox:latest (or $ASTRA_IMAGE), the image the model's tools run in (Dockerfile).
+# runner:  astra-runner:latest (or $ASTRA_RUNNER_IMAGE), astra-run itself with git and the docker
+#          CLI, built from this source tree (runner.Dockerfile), for a daemon elsewhere (docs/batch.md).
+# Quick no-op when an image is up to date with its recipe (unless --force). The base is the registry's
 # debian:bookworm-slim when it is present or can be pulled; otherwise (air-gapped CI) a
 # bookworm root filesystem is bootstrapped with debootstrap from the host's apt mirror and
 # imported as astra-base:bookworm. Needs no stdin.
@@ -11,16 +15,24 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 image="${ASTRA_IMAGE:-astra-sandbox:latest}"
+runner_image="${ASTRA_RUNNER_IMAGE:-astra-runner:latest}"
 registry_base="debian:bookworm-slim"
 local_base="astra-base:bookworm"
+host_ca_bundle="/etc/ssl/certs/ca-certificates.crt"
 force=0
+targets=()
+print_base=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --print-base) print_base=1 ;;
+    sandbox|runner) targets+=("$arg") ;;
+    all) targets+=(sandbox runner) ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
+((${#targets[@]})) || targets=(sandbox)
 
 log() { echo "build.sh: $*" >&2; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -30,13 +42,8 @@ if ! docker info >/dev/null 2>&1; then
   exit 1
 fi
 
-# The image records the hash of its recipe: editing the Dockerfile rebuilds it on the next run.
-recipe="$(cat "$here/Dockerfile" | sha256sum | cut -c1-16)"
-built_recipe="$(docker image inspect -f '{{ index .Config.Labels "astra-run.recipe" }}' "$image" 2>/dev/null || true)"
-if [[ $force == 0 ]] && [[ "$built_recipe" == "$recipe" ]]; then
-  log "$image is up to date (use --force to rebuild)"
-  exit 0
-fi
+# An image records the hash of its recipe (label astra-run.recipe): editing it rebuilds the image.
+built_recipe() { docker image inspect -f '{{ index .Config.Labels "astra-run.recipe" }}' "$1" 2>/dev/null || true; }
 
 # The mirror the host's apt uses: deb822 sources first, then the one-line format.
 debian_mirror() {
@@ -76,18 +83,70 @@ bootstrap_base() {
   log "imported $local_base"
 }
 
-if have_image "$registry_base"; then
-  base="$registry_base"
-elif [[ $force == 0 ]] && have_image "$local_base"; then
-  base="$local_base"
-elif timeout 120 docker pull -q "$registry_base" >/dev/null 2>&1; then
-  base="$registry_base"
-else
-  log "cannot pull $registry_base; building the base locally"
-  bootstrap_base
-  base="$local_base"
-fi
+base=""
+ensure_base() {
+  [[ -z $base ]] || return 0
+  if have_image "$registry_base"; then
+    base="$registry_base"
+  elif [[ $force == 0 ]] && have_image "$local_base"; then
+    base="$local_base"
+  elif timeout 120 docker pull -q "$registry_base" >/dev/null 2>&1; then
+    base="$registry_base"
+  else
+    log "cannot pull $registry_base; building the base locally"
+    bootstrap_base
+    base="$local_base"
+  fi
+}
 
-log "building $image from $base"
-docker build --pull=false --build-arg "BASE=$base" --label "astra-run.recipe=$recipe" -t "$image" "$here" </dev/null
-log "built $image"
+build_sandbox() {
+  local recipe
+  recipe="$(sha256sum <"$here/Dockerfile" | cut -c1-16)"
+  if [[ $force == 0 ]] && [[ "$(built_recipe "$image")" == "$recipe" ]]; then
+    log "$image is up to date (use --force to rebuild)"
+    return 0
+  fi
+  ensure_base
+  log "building $image from $base"
+  docker build --pull=false --build-arg "BASE=$base" --label "astra-run.recipe=$recipe" -t "$image" "$here" </dev/null
+  log "built $image"
+}
+
+build_runner() {
+  # The context: this source tree's package (pyproject.toml, README.md, runner/) and the host's CA
+  # bundle for pip in the build stage (empty when the host has none: the base's own is used).
+  local ctx recipe
+  ctx="$(mktemp -d /tmp/astra-runner-ctx.XXXXXX)"
+  mkdir -p "$ctx/src"
+  cp "$here/../pyproject.toml" "$here/../README.md" "$ctx/src/"
+  tar -C "$here/.." --exclude=__pycache__ --exclude='*.pyc' -c runner | tar -C "$ctx/src" -x
+  # The sandbox image's recipe too: a runner can build it next to a daemon that has no copy.
+  mkdir -p "$ctx/sandbox-images"
+  cp "$here/Dockerfile" "$here/build.sh" "$ctx/sandbox-images/"
+  cp "$here/runner.Dockerfile" "$ctx/Dockerfile"
+  recipe="$(tar -C "$ctx" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -c . | sha256sum | cut -c1-16)"
+  if [[ $force == 0 ]] && [[ "$(built_recipe "$runner_image")" == "$recipe" ]]; then
+    rm -rf "$ctx"
+    log "$runner_image is up to date (use --force to rebuild)"
+    return 0
+  fi
+  if [[ -r $host_ca_bundle ]]; then cp "$host_ca_bundle" "$ctx/ca-certificates.crt"; else : >"$ctx/ca-certificates.crt"; fi
+  ensure_base
+  log "building $runner_image from $base"
+  if ! docker build --pull=false --build-arg "BASE=$base" --label "astra-run.recipe=$recipe" -t "$runner_image" \
+      "$ctx" </dev/null; then
+    rm -rf "$ctx"
+    exit 1
+  fi
+  rm -rf "$ctx"
+  log "built $runner_image"
+}
+
+if [[ $print_base == 1 ]]; then
+  ensure_base
+  echo "$base"
+  exit 0
+fi
+for target in "${targets[@]}"; do
+  "build_$target"
+done

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.redact_view import strip_hidden
 from runner.reports.files import write_text_atomic
 from runner.reports.junit import clean_text, merge_suites
 from runner.reports.summary import format_cost
@@ -86,7 +87,7 @@ def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_co
         json.dumps(e.result, ensure_ascii=False, separators=(",", ":")) + "\n" for e in ordered))
     write_text_atomic(out / "junit.xml", merge_suites([_junit_of(e) for e in ordered]))
     write_text_atomic(out / "cost.json", json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n")
-    summary = summary_table(ordered, title=title, exit_code=exit_code)
+    summary = strip_hidden(summary_table(ordered, title=title, exit_code=exit_code))  # names from task files
     write_text_atomic(out / "summary.md", summary)
     return summary
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
-import posixpath
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -111,6 +111,8 @@ class Commit:
     files: tuple[str, ...]
     symlinks: tuple[tuple[str, str], ...] = ()
     """Symlinks the commit adds or changes: (path, target)."""
+    tree_symlinks: tuple[tuple[str, str], ...] = ()
+    """Every symlink of the published tree (changed or not): a new link is judged through them."""
 
 
 def _norm(path: str) -> str:
@@ -128,15 +130,72 @@ def protected_files(files: Sequence[str]) -> list[str]:
     return [f for f in files if is_protected(f)]
 
 
+MAX_LINK_HOPS = 40
+"""As the kernel's limit: a longer chain (or a loop) is refused."""
+
+
+def _in_github(path: str) -> bool:
+    p = _norm(path)
+    return p == ".github" or p.startswith(".github/")
+
+
+def resolve_in_tree(path: str, links: dict[str, str]) -> tuple[str | None, bool]:
+    """Where `path` leads in the published tree, following its symlinks (`links`: normalised path
+    -> target) as a checkout would: (the resolved repository path, or None when it leaves the
+    repository - an absolute target, `..` above the root, a loop - ; whether any step was
+    `.github` or under it)."""
+    todo = [p for p in path.replace("\\", "/").split("/")][::-1]
+    done: list[str] = []
+    hops, touched = 0, False
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not done:
+                return None, touched  # above the root: on Actions that is `<repo>/<repo>`'s parent
+            done.pop()
+            continue
+        done.append(part)
+        here = "/".join(done)
+        touched = touched or _in_github(here)
+        target = links.get(_norm(here))
+        if target is not None:
+            hops += 1
+            target = target.replace("\\", "/")
+            if hops > MAX_LINK_HOPS or target.startswith("/") or re.match(r"[A-Za-z]:", target):
+                return None, touched
+            done.pop()
+            todo.extend(target.split("/")[::-1])
+    return "/".join(done), touched
+
+
 def risky_symlinks(commit: Commit) -> list[str]:
-    """Symlinks that are, or point into, `.github`: never published (they would redirect the
-    workflow or action directories past the protected-path check)."""
+    """Symlinks the commit adds or changes that are, lead into or through `.github`, or leave the
+    repository, judged by where they resolve in the published tree (through its other links):
+    never published - they would redirect the workflow or action directories past the
+    protected-path check. A link out of the repository is refused too: in a checkout named like
+    the repository (`/home/runner/work/widgets/widgets`, as on Actions) `../widgets/.github`
+    is the repository's own `.github`, and where else it lands cannot be known."""
+    links = {_norm(p): t for p, t in (*commit.tree_symlinks, *commit.symlinks)}
     risky = []
     for path, target in commit.symlinks:
-        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(path), target.replace("\\", "/")))
-        if any(_norm(p) == ".github" or _norm(p).startswith(".github/") for p in (path, resolved)):
+        resolved, touched = resolve_in_tree(path, links)
+        if resolved is None or touched or _in_github(path):
             risky.append(f"{path} -> {target}")
     return risky
+
+
+def _tree_symlinks(git_dir: Path, tree: str) -> tuple[tuple[str, str], ...]:
+    raw = git(["ls-tree", "-r", "-z", "--full-tree", tree], git_dir=git_dir).stdout.decode("utf-8", "surrogateescape")
+    found = []
+    for entry in raw.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if meta.startswith(SYMLINK_MODE + " "):
+            sha = meta.split()[2]
+            target = git(["cat-file", "blob", sha], git_dir=git_dir).stdout.decode("utf-8", "surrogateescape")
+            found.append((path, target))
+    return tuple(found)
 
 
 def _changes(git_dir: Path, base: str, env: dict[str, str]) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -168,7 +227,7 @@ def commit_patch(git_dir: Path, base: str, patch: Path, message: str) -> Commit:
         msg_file = Path(tmp) / "message"
         msg_file.write_text(message, encoding="utf-8")
         sha = _out(git(["commit-tree", tree, "-p", base, "-F", str(msg_file)], git_dir=git_dir, env=env))
-    return Commit(sha, files, links)
+    return Commit(sha, files, links, _tree_symlinks(git_dir, tree))
 
 
 def push(git_dir: Path, sha: str, branch: str, token: str, server_url: str) -> None:

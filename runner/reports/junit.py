@@ -22,7 +22,7 @@ import copy
 import logging
 import re
 import xml.etree.ElementTree as ET  # only on text already screened by _parse_untrusted
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from junitparser import Error, Failure, Skipped, TestCase, TestSuite
@@ -168,6 +168,27 @@ def _parse_untrusted(text: str, origin: str) -> ET.Element:
         return ET.fromstring(text)  # noqa: S314 - screened above; no DTD means no entities
     except ET.ParseError as exc:
         raise ValueError(f"{origin}: not well-formed XML: {exc}") from None
+
+
+def redact_junit(text: str, redact: Callable[[str], str]) -> str:
+    """A check's JUnit file with every text and attribute redacted *as a JUnit reader sees it*:
+    parsed (character references decoded, CDATA sections joined), terminal escapes stripped,
+    then redacted and written again. The raw text is redacted first (that also masks what would
+    stop it from parsing, like `&#x1b;` inside a secret); a file that does not parse stays so
+    (and will not be merged)."""
+    text = redact(text)
+    try:
+        root = _parse_untrusted(text, "JUnit report")
+    except ValueError:
+        return text
+    for elem in root.iter():
+        if elem.text:
+            elem.text = redact(clean_text(elem.text))
+        if elem.tail:
+            elem.tail = redact(clean_text(elem.tail))
+        for key, value in list(elem.attrib.items()):
+            elem.attrib[key] = redact(clean_text(value))
+    return ET.tostring(root, encoding="unicode")
 
 
 def _merged_cases(check: VerifyResult, task: str) -> tuple[list[ET.Element], str | None]:

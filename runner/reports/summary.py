@@ -2,6 +2,9 @@
 
 Status and reason come first, as a plain word (no emoji): that is what a reader scans for.
 `append_step_summary` adds the markdown to $GITHUB_STEP_SUMMARY and never fails the run.
+Everything here is read by a person, and file names, reasons and check names come from the
+sandbox: terminal escapes, control characters and bidi/zero-width characters are removed from
+the whole text (`strip_hidden`), so nothing can reorder, hide or recolour what is shown.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 
+from runner.redact_view import strip_hidden
 from runner.result import RunResult
 
 log = logging.getLogger(__name__)
@@ -111,7 +115,7 @@ def summary_md(result: RunResult) -> str:
     else:
         lines.append("No checks ran.")
     lines.append("")
-    return "\n".join(lines)
+    return strip_hidden("\n".join(lines))
 
 
 def compact_summary(result: RunResult) -> str:
@@ -134,7 +138,7 @@ def compact_summary(result: RunResult) -> str:
             if len(failed) > 5:
                 line += f" and {len(failed) - 5} more"
         lines.append(line)
-    return "\n".join(lines)
+    return strip_hidden("\n".join(lines))
 
 
 def append_step_summary(md: str) -> bool:
@@ -143,6 +147,7 @@ def append_step_summary(md: str) -> bool:
     target = os.environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
+    md = strip_hidden(md)
     try:
         with Path(target).open("a", encoding="utf-8") as fh:
             fh.write(md if md.endswith("\n") else md + "\n")

@@ -17,19 +17,23 @@ import contextlib
 import itertools
 import json
 import re
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
-from runner.errors import SandboxError
+from runner.errors import LimitExceeded, SandboxError
+from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
 
 HELPER_PATH = Path(__file__).with_name("helper.py")
 WORKSPACE = "/workspace"
 """The workspace root as the model sees it, in every backend."""
 DEFAULT_OUTPUT_LIMIT = 30_000
 """Bytes of command output kept (head and tail halves) before the model sees it."""
+DISK_POLL_S = 2.0
+"""How often the worktree's size is measured while a command runs (and once after every call)."""
 _HELPER_REPLY_GRACE_S = 15.0
 """How long past a command's own deadline the helper may take to answer before it is declared dead."""
 
@@ -111,21 +115,59 @@ class SandboxConfig:
     `git rev-parse --git-common-dir`."""
     git_objects: Path | None = None
     """The trusted objects directory, when the caller knows it (overrides the lookup via git_dir)."""
+    git_objects_ready: Callable[[], Awaitable[None]] | None = None
+    """Awaited before git is set up inside: git_objects may still be being written (its directory
+    exists, so the container is created with it mounted meanwhile). Its error fails the start."""
     uid: int | None = None
     """The uid commands run as (docker); default: the invoking user's, so files stay theirs."""
     gid: int | None = None
     base_commit: str | None = None
     """The commit the worktree was made from; HEAD of the sandbox's private git dir. Default:
     HEAD of git_dir."""
+    disk: str | None = None
+    """sandbox.disk: the most the worktree may hold (`10g`); None: no limit."""
+
+    @property
+    def disk_bytes(self) -> int | None:
+        return size_bytes(self.disk) if self.disk else None
+
+
+def size_bytes(size: str) -> int:
+    """`512m`, `10g`, `2048` (bytes) -> bytes (binary units, as docker reads memory sizes)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([bkmgBKMG]?)", size.strip())
+    if not m:
+        raise ValueError(f"{size!r} is not a size like 512m or 4g")
+    return int(float(m.group(1)) * 1024 ** "bkmg".index((m.group(2) or "b").lower()))
+
+
+async def disk_used(root: Path) -> int:
+    """Bytes the files under `root` occupy on disk (allocated blocks: `fallocate` counts, holes
+    of a sparse file do not), by host `du`: one file system, any depth, no symlink followed."""
+    proc = await asyncio.create_subprocess_exec(
+        "du", "-s", "-x", "-B1", str(root), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    try:  # du exits 1 when a file vanished meanwhile: its total is still right
+        return int(out.split()[0])
+    except (IndexError, ValueError):
+        raise SandboxError(f"cannot measure the size of the worktree {root}") from None
 
 
 class HelperClient:
-    """Talks JSON lines to one helper process; many requests may be in flight at once."""
+    """Talks signed JSON lines to one helper process; many requests may be in flight at once.
+
+    The channel is part of the trust boundary (helper.py's docstring): a fresh key per helper,
+    handed over as the first line, signs every line both ways. A line that does not verify, or a
+    signed one that is not a well-formed reply, ends every pending and later request with a
+    SandboxError naming it (exit 4) - the reader never dies of it and never acts on it.
+    """
 
     def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._name = name
+        self._key = secrets.token_bytes(KEY_BYTES)
+        proc.stdin.write((json.dumps({"channel_key": self._key.hex()}) + "\n").encode())  # drained by the first send
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader = asyncio.create_task(self._read_loop())
@@ -138,25 +180,36 @@ class HelperClient:
 
     async def _read_loop(self) -> None:
         assert self._proc.stdout is not None
+        broken: str | None = None
         try:
             while True:
-                line = await self._proc.stdout.readline()
+                try:
+                    line = await self._proc.stdout.readline()
+                except ValueError:  # longer than the stream's limit: nothing the helper sends
+                    raise ChannelError("a line longer than any reply") from None
                 if not line:
                     break
-                try:
-                    msg = json.loads(line)
-                except ValueError:
+                if not line.strip():
                     continue
-                fut = self._pending.pop(msg.get("id"), None)
+                msg = unseal(self._key, TO_HOST, line)
+                if msg.get("fatal"):
+                    raise ChannelError(str(msg["fatal"]))
+                fut = self._pending.pop(msg["id"], None) if msg.get("id") is not None else None
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+        except ChannelError as exc:
+            broken = (f"the channel to the sandbox helper ({self._name}) carried {exc}; "
+                      "something in the sandbox reached it, so no further reply can be trusted")
         finally:
-            if self._proc.stderr is not None:
+            if broken is None and self._proc.stderr is not None:
                 with contextlib.suppress(Exception):
                     self._stderr_tail = (await asyncio.wait_for(self._proc.stderr.read(), 1.0))[-2000:]
-            self._dead = f"the sandbox helper ({self._name}) stopped"
+            self._dead = broken or f"the sandbox helper ({self._name}) stopped"
             if self._stderr_tail:
                 self._dead += ": " + self._stderr_tail.decode("utf-8", "replace").strip()
+            if broken is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
             for fut in self._pending.values():
                 if not fut.done():
                     fut.set_exception(SandboxError(self._dead))
@@ -192,7 +245,7 @@ class HelperClient:
     async def _send(self, msg: dict[str, Any]) -> None:
         assert self._proc.stdin is not None
         try:
-            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self._proc.stdin.write(seal(self._key, TO_HELPER, msg))
             await self._proc.stdin.drain()
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise SandboxError(self._dead or f"the sandbox helper ({self._name}) is gone: {exc}") from None
@@ -211,6 +264,22 @@ class HelperClient:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader
+
+
+async def clear_setid_bits(root: Path) -> None:
+    """Clear every setuid/setgid bit under `root` (the host worktree), from the host.
+
+    Run when a sandbox closes, after its last process is gone: the agent phase (a root job's
+    agent is uid 0 inside) and verify may leave a setuid-root file in a worktree that lives on
+    on the host (`--keep`). Host `find` walks any depth and follows no symlink; the host user
+    owns every file the sandbox could set a bit on (or is root).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        "find", str(root), "-xdev", "!", "-type", "l", "-perm", "/6000", "-exec", "chmod", "ug-s", "{}", "+",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    if proc.returncode != 0 and root.exists():
+        raise SandboxError(f"could not clear setuid/setgid bits in {root}: {err.decode(errors='replace')[-500:]}")
 
 
 class Sandbox(ABC):
@@ -276,14 +345,26 @@ class Sandbox(ABC):
 
         On timeout the whole process group is killed; `exit_code` is then None.
         """
-        r = await self.helper.request(
+        call = asyncio.ensure_future(self.helper.request(
             "exec",
             timeout=timeout + _HELPER_REPLY_GRACE_S,
             command=command,
             timeout_s=timeout,
             limit=output_limit,
             env=check_env(env or {}),
-        )
+        ))
+        try:
+            while self.config.disk_bytes is not None and not call.done():
+                await asyncio.wait({call}, timeout=DISK_POLL_S)
+                if not call.done():
+                    await self.check_disk()  # a command filling the disk is stopped while it runs
+            r = await call
+        finally:
+            if not call.done():
+                call.cancel()  # the helper is asked to kill the command (see request)
+                with contextlib.suppress(BaseException):
+                    await call
+        await self.check_disk()
         return ExecResult(
             exit_code=r.get("exit_code"),
             output=str(r.get("output", "")),
@@ -294,7 +375,28 @@ class Sandbox(ABC):
 
     async def file_op(self, op: str, **args: Any) -> dict[str, Any]:
         """read, write, edit, ls, glob, grep, stat - see helper.py for each op's arguments."""
-        return await self.helper.request(op, timeout=120.0, **args)
+        result = await self.helper.request(op, timeout=120.0, **args)
+        if op in ("write", "edit"):
+            await self.check_disk()
+        return result
+
+    async def check_disk(self) -> None:
+        """LimitExceeded (exit 3, the patch is still taken) when the worktree holds more than
+        sandbox.disk. Each single file is also capped by the kernel at that size (RLIMIT_FSIZE,
+        set by the helper): this measures the total, which no kernel limit holds for a bind-mounted
+        host directory without root (docs/security.md)."""
+        limit = self.config.disk_bytes
+        if limit is None:
+            return
+        used = await disk_used(self.config.worktree)
+        if used > limit:
+            raise LimitExceeded(f"disk: the worktree holds {used / 2**20:.0f} MiB, over sandbox.disk "
+                                f"({self.config.disk})", limit="disk", value=self.config.disk)
+
+    def helper_limits(self) -> list[str]:
+        """Helper arguments that set the kernel's limits for every command it runs."""
+        limit = self.config.disk_bytes
+        return ["--max-file-bytes", str(limit)] if limit is not None else []
 
     async def _start_helper(
         self, argv: Sequence[str], env: Mapping[str, str] | None, name: str | None = None

@@ -7,7 +7,8 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
 2. create the container: PID 1 is `sleep <run deadline + margin>` under docker's init, so a
    container outlives a crashed runner by minutes at most (and removes itself: auto_remove);
    `cap_drop=ALL`, `no-new-privileges`, cpu/memory/pids limits, the worktree at /workspace,
-   the helper and the trusted git objects read-only, no Docker socket, an environment built
+   the helper and the base history's object store read-only (every mount source in the cache,
+   none elsewhere on the runner: docker_files.py), no Docker socket, an environment built
    from nothing but SandboxConfig.env and a few harmless defaults;
 3. setup commands (if any) through a root helper, with the network and the host CA bundle;
    then every process setup left is killed (`quiesce`: all but PID 1 and its sleep, checked
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SandboxError
-from runner.sandbox.base import SETUP_TAIL, WORKSPACE, Sandbox, SandboxConfig, SetupStep, check_env
+from runner.sandbox.base import SETUP_TAIL, WORKSPACE, Sandbox, SandboxConfig, SetupStep, check_env, clear_setid_bits
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -69,7 +70,9 @@ from runner.sandbox.docker_engine import (
     container_name,
     reap_leftovers,
 )
+from runner.sandbox.docker_files import SandboxFiles, check_mount_source, make_sandbox_files
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
+from runner.sandbox.docker_runtime import interpreter_argv, planted
 from runner.sandbox.docker_spec import (
     BASE_ENV,
     DEADLINE_MARGIN_S,
@@ -109,6 +112,18 @@ __all__ = [  # what other modules and tests import from here; private ones are f
 ]
 
 
+REAP_EVERY_S = 60.0
+_last_reap = -REAP_EVERY_S
+
+
+def _reap_now_and_then(client: Any) -> None:
+    global _last_reap
+    now = time.monotonic()
+    if now - _last_reap >= REAP_EVERY_S:
+        _last_reap = now
+        reap_leftovers(client)
+
+
 class DockerSandbox(Sandbox):
     """See the module docstring. One instance = one container = one run."""
 
@@ -124,6 +139,12 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._create_unsure = False
+        """A create call was sent and has not answered (cancelled start): its container may exist."""
+        self._files: SandboxFiles | None = None
+        """The per-run copies of the helper, gitfile and CA bundle the container mounts (docker_files.py)."""
+        self._runtime: dict[str, Any] | None = None
+        """What the image's python3 relies on, listed before setup ran (docker_runtime.py)."""
 
     # ------------------------------------------------------------------------------ start
 
@@ -136,11 +157,14 @@ class DockerSandbox(Sandbox):
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
         self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), _git_source(self.config))
-        # Reaping only touches containers of dead owners, never the one being created beside it.
-        reaping = asyncio.ensure_future(asyncio.to_thread(reap_leftovers, self._client))
+        # Reaping only touches containers of dead owners, never the one being created beside it;
+        # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
+        # sandbox on the daemon once per task).
+        reaping = asyncio.ensure_future(asyncio.to_thread(_reap_now_and_then, self._client))
         try:
+            self._files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await asyncio.to_thread(self._create, objects)
+            await asyncio.to_thread(self._create, objects, self._files)
         finally:
             await reaping
         if cfg.setup:
@@ -148,16 +172,30 @@ class DockerSandbox(Sandbox):
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
             await asyncio.to_thread(self._cut_network)
         await self._start_helper(self._exec_argv(agent=True, argv=[
-            "python3", "-I", "-S", IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *self.helper_limits(),
         ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
+            if cfg.git_objects_ready is not None:  # the store may still be being written
+                await cfg.git_objects_ready()
             r = await self.exec(_git_init_script(base), timeout=120)
             if not r.ok:
                 raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
 
-    def _create(self, objects: Path | None) -> None:
+    def _prepare_files(self, objects: Path | None) -> SandboxFiles:
+        """Check every host path the daemon will mount, and write the per-run files beside the worktree."""
+        # Strict from the directory that holds the run dirs (the cache's runs/) or the stores down.
+        check_mount_source(self.config.worktree, strict_below=self.config.worktree.resolve().parent.parent)
+        if objects is not None:
+            check_mount_source(objects, strict_below=objects.parent.parent)
+        has_gitfile = (self.config.worktree / ".git").exists()
+        return make_sandbox_files(self.config.worktree, uid=self._uid, gid=self._gid,
+                                  git_dir_inside=IN_GIT_DIR if has_gitfile else None,
+                                  ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
+
+    def _create(self, objects: Path | None, files: SandboxFiles) -> None:
         docker = _docker_module()
-        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects)
+        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files)
         tries = 0
 
         def create() -> str:
@@ -175,7 +213,9 @@ class DockerSandbox(Sandbox):
                 return str(found["Id"])
 
         try:
+            self._create_unsure = True  # until create answers: close() then looks the container up
             self.container_id = _control(create, "create the sandbox container")
+            self._create_unsure = False
             cid = self.container_id
             _control(lambda: self._client.api.start(cid), "start the sandbox container")
         except docker.errors.ImageNotFound:
@@ -201,6 +241,11 @@ class DockerSandbox(Sandbox):
             await self._start_helper(argv, cli_env(), name=f"setup in container {self.container_name}")
         finally:
             env_file.unlink(missing_ok=True)  # answered a ping: the CLI has read it
+        self._runtime = self.helper_info.get("runtime")
+        if not isinstance(self._runtime, dict) or not self._runtime.get("interpreter"):
+            raise SandboxError("the setup helper did not say what its interpreter relies on")
+        cid = self.container_id
+        before = await asyncio.to_thread(_control, lambda: self._client.api.diff(cid), "list the sandbox's changes")
         try:
             budget_end = time.monotonic() + self.config.setup_timeout_s  # for all setup commands together
             for command in self.config.setup:
@@ -230,6 +275,17 @@ class DockerSandbox(Sandbox):
                 await self._helper.close()
                 self._helper = None
         await asyncio.to_thread(self._check_only_init_left)
+        await asyncio.to_thread(self._check_nothing_planted, before or [])
+
+    def _check_nothing_planted(self, before: list[dict[str, Any]]) -> None:
+        """Setup changed nothing the agent's helper runs on - asked of the daemon (docker_runtime.py)."""
+        assert self.container_id is not None and self._runtime is not None
+        cid = self.container_id
+        changes = _control(lambda: self._client.api.diff(cid), "list what setup changed in the sandbox") or []
+        if found := planted(changes, self._runtime, before):
+            shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+            raise SandboxError(f"setup changed what the sandbox helper runs on ({shown}); setup may install "
+                               "software but not replace the image's python3, its libraries or its standard library")
 
     def _check_only_init_left(self) -> None:
         """Between setup and the agent: the container must run PID 1 and its sleep, nothing else.
@@ -303,7 +359,7 @@ class DockerSandbox(Sandbox):
             raise SandboxError("the sandbox is not started")
         env_file = self._env_file(env or {}) if env else None
         # Through the helper's --exec: capabilities dropped (as for tools), then exec argv.
-        wrapped = ["python3", "-I", "-S", IN_HELPER, "--drop-caps", "--exec", *argv]
+        wrapped = [*interpreter_argv(self._runtime), IN_HELPER, "--drop-caps", "--exec", *argv]
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self._exec_argv(agent=True, argv=wrapped, env_file=env_file),
@@ -369,6 +425,12 @@ class DockerSandbox(Sandbox):
             helper, self._helper = self._helper, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(helper.close(), 5)
+        failed: SandboxError | None = None
+        if self.container_id is not None:
+            try:  # every phase's setuid/setgid bits (setup's were cleared inside, before the agent)
+                await clear_setid_bits(self.config.worktree)
+            except SandboxError as exc:
+                failed = exc
         for task in list(self._env_cleanups):
             task.cancel()
         if self._env_dir is not None:
@@ -376,16 +438,23 @@ class DockerSandbox(Sandbox):
             self._env_dir = None
         if self._client is not None:
             await asyncio.to_thread(self._remove_own)
+        if self._files is not None:  # after the container: its mounts are gone with it
+            self._files.remove()
+            self._files = None
+        if failed is not None:
+            raise failed
 
     def _remove_own(self) -> None:
         ids = {self.container_id} if self.container_id else set()
-        with contextlib.suppress(Exception):
-            # Also finds a container whose create call had not returned when start was cancelled.
-            found = _control(lambda: self._client.api.containers(
-                all=True, filters={"label": f"{LABEL_RUN_ID}={self.config.run_id}"}), "list the run's containers")
-            for c in found:
-                if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
-                    ids.add(str(c["Id"]))
+        # A create call that never answered (a start cancelled or failed meanwhile) may still
+        # have made a container: find it by label. When create answered, its id is the only one.
+        if self._create_unsure:
+            with contextlib.suppress(Exception):
+                found = _control(lambda: self._client.api.containers(
+                    all=True, filters={"label": f"{LABEL_RUN_ID}={self.config.run_id}"}), "list the run's containers")
+                for c in found:
+                    if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
+                        ids.add(str(c["Id"]))
         for cid in ids:
             try:
                 _remove_container(self._client, cid)

@@ -3,7 +3,7 @@
 The host's git dir stays outside the container: trusted host git (`_host_git`, no hooks, no
 config) finds the objects directory and the base commit (`_git_source`); the objects are mounted
 read-only at IN_OBJECTS, the worktree's `.git` is covered by a read-only file pointing at
-IN_GIT_DIR (`_gitfile`), and inside, a container-private git dir on a tmpfs is written by
+IN_GIT_DIR (written by docker_files.py), and inside, a container-private git dir on a tmpfs is written by
 `_git_init_script` to borrow those objects through alternates. Nothing the sandbox writes is ever
 read by host git. Kept apart from docker.py because it is one self-contained argument - why host
 git stays safe - whose pieces are easier to check side by side.
@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
-import tempfile
 from pathlib import Path
 
 from runner.errors import SandboxError
@@ -59,26 +57,6 @@ def _git_init_script(base: str) -> str:
         format_version=1 if sha256 else 0,
         extensions="[extensions]\n\tobjectformat = sha256\n" if sha256 else "",
     )
-
-
-def _gitfile(uid: int, gid: int) -> Path:
-    """A host file saying `gitdir: /astra/git`, bound read-only over the worktree's `.git`.
-
-    Owned by the agent's uid (git refuses a repository whose .git another user owns); shared by
-    every run of this user, written atomically.
-    """
-    directory = Path(tempfile.gettempdir()) / f"astra-run-{os.getuid()}"
-    directory.mkdir(mode=0o755, exist_ok=True)
-    path = directory / f"gitfile-{uid}"
-    content = f"gitdir: {IN_GIT_DIR}\n"
-    if not path.is_file() or path.read_text() != content or path.stat().st_uid != uid:
-        tmp = directory / f".gitfile.{os.getpid()}.{secrets.token_hex(4)}"
-        tmp.write_text(content)
-        tmp.chmod(0o644)
-        if uid != os.getuid() or gid != os.getgid():
-            os.chown(tmp, uid, gid)
-        tmp.replace(path)
-    return path
 
 
 async def _host_git(git_dir: Path, *args: str) -> str:

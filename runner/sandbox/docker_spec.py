@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.sandbox.base import HELPER_PATH, WORKSPACE, SandboxConfig
+from runner.sandbox.base import WORKSPACE, SandboxConfig
 from runner.sandbox.docker_engine import LABEL, LABEL_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID
-from runner.sandbox.docker_git import GIT_TMPFS_SIZE, IN_GIT_DIR, IN_OBJECTS, _gitfile
+from runner.sandbox.docker_files import SandboxFiles
+from runner.sandbox.docker_git import GIT_TMPFS_SIZE, IN_GIT_DIR, IN_OBJECTS
 
 DEADLINE_MARGIN_S = 300
 """How long PID 1 sleeps past the run's wall clock before the container ends itself."""
@@ -76,20 +77,25 @@ def _setup_env() -> dict[str, str]:
     return env
 
 
-def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: Path | None) -> dict[str, Any]:
-    """The keyword arguments of `containers.create` for one run's container."""
+def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: Path | None,
+                    files: SandboxFiles) -> dict[str, Any]:
+    """The keyword arguments of `containers.create` for one run's container.
+
+    Every mount source is the worktree, the object store or a file of `files` (docker_files.py):
+    all in the cache, so a daemon that shares only the cache can run the sandbox.
+    """
     from docker.types import Mount
 
     mounts = [
         Mount(WORKSPACE, str(cfg.worktree.resolve()), type="bind"),
-        Mount(IN_HELPER, str(HELPER_PATH.resolve()), type="bind", read_only=True),
+        Mount(IN_HELPER, str(files.helper), type="bind", read_only=True),
     ]
-    if (cfg.worktree / ".git").exists():
-        mounts.append(Mount(f"{WORKSPACE}/.git", str(_gitfile(uid, gid)), type="bind", read_only=True))
+    if files.gitfile is not None:
+        mounts.append(Mount(f"{WORKSPACE}/.git", str(files.gitfile), type="bind", read_only=True))
     if objects is not None:
         mounts.append(Mount(IN_OBJECTS, str(objects), type="bind", read_only=True))
-    if cfg.setup and HOST_CA_BUNDLE.is_file():
-        mounts.append(Mount(IN_CA_BUNDLE, str(HOST_CA_BUNDLE.resolve()), type="bind", read_only=True))
+    if cfg.setup and files.ca_bundle is not None:
+        mounts.append(Mount(IN_CA_BUNDLE, str(files.ca_bundle), type="bind", read_only=True))
     lifetime = int(cfg.deadline_s + DEADLINE_MARGIN_S)
     labels = {
         LABEL: "1",

@@ -2,11 +2,22 @@
 """The sandbox helper: runs *inside* the sandbox and serves every tool call.
 
 It is started once per sandbox (`docker exec -i ... python3 helper.py --root /workspace`, or as
-a host subprocess for the `local` backend) and speaks JSON lines on stdin/stdout:
+a host subprocess for the `local` backend) and speaks signed JSON lines on stdin/stdout:
 
-    request:  {"id": 7, "op": "exec", "command": "pytest -q", "timeout": 30, "limit": 30000}
-    response: {"id": 7, "ok": true, "result": {...}}
-              {"id": 7, "ok": false, "error": "no such file: src/x.py"}
+    handshake (first line from the host, once):  {"channel_key": "<64 hex digits>"}
+    request:  <mac> {"id": 7, "op": "exec", "command": "pytest -q", "timeout": 30, "limit": 30000}
+    response: <mac> {"id": 7, "ok": true, "result": {...}}
+              <mac> {"id": 7, "ok": false, "error": "no such file: src/x.py"}
+              <mac> {"id": null, "ok": false, "fatal": "..."}   (the channel is compromised: stop)
+
+The channel is part of the trust boundary (a forged `exit_code: 0` would pass any verify check),
+so nothing the model runs may reach it or forge a line on it:
+- the helper is non-dumpable from its first instruction to its exit: a process of the same uid
+  (every command it runs) cannot open /proc/<helper>/fd/*, read its memory or ptrace it;
+- the commands it starts inherit no channel fd (stdin is /dev/null, stdout a fresh pipe);
+- every line in both directions carries an HMAC-SHA256 under a per-session key the host makes
+  and hands over as the first line: a line that does not verify is never acted on - the host
+  ends the run as a sandbox error naming it, the helper reports it (signed) and exits.
 
 Because it runs inside the container, every path the model names is opened there: a symlink to
 /etc/passwd resolves to the *container's* file, and is refused anyway since it leaves the root.
@@ -21,6 +32,8 @@ single script (/astra/helper.py) and run with `python3 -I -S`, so it cannot impo
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -49,6 +62,40 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
 QUIESCE_S = 5.0
+TO_HOST = b"astra-run helper->host\n"
+TO_HELPER = b"astra-run host->helper\n"
+"""What each direction's MAC covers besides the payload, so a line cannot be reflected back."""
+KEY_BYTES = 32
+
+
+class ChannelError(Exception):
+    """A line on the host<->helper channel that is not what the other side sent."""
+
+
+def seal(key: bytes, direction: bytes, msg: Request) -> bytes:
+    """One channel line: the hex HMAC-SHA256 of direction + payload, a space, the JSON payload."""
+    payload = json.dumps(msg, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    mac = hmac.new(key, direction + payload, hashlib.sha256).hexdigest().encode("ascii")
+    return mac + b" " + payload + b"\n"
+
+
+def unseal(key: bytes, direction: bytes, line: bytes) -> Request:
+    """The message of a channel line, or ChannelError when it is unsigned, forged or malformed."""
+    mac, _, payload = line.rstrip(b"\r\n").partition(b" ")
+    want = hmac.new(key, direction + payload, hashlib.sha256).hexdigest().encode("ascii")
+    if not hmac.compare_digest(mac, want):
+        raise ChannelError(f"a line that does not carry the session's signature: {_preview(line)}")
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        raise ChannelError(f"a signed line that is not JSON: {_preview(line)}") from None
+    if not isinstance(msg, dict) or not (msg.get("id") is None or type(msg.get("id")) is int):
+        raise ChannelError(f"a signed line that is not a message: {_preview(line)}")
+    return msg
+
+
+def _preview(line: bytes) -> str:
+    return repr(line[:120]) + (f" ... ({len(line)} bytes)" if len(line) > 120 else "")
 
 
 class OpError(Exception):
@@ -625,6 +672,46 @@ def quiesce(runner: Runner) -> Request:
         time.sleep(0.01)
 
 
+def runtime_manifest() -> Request:
+    """What this interpreter relies on, asked of the setup helper before any setup command runs.
+
+    Setup runs as root and could plant a `python3` earlier on PATH, patch the interpreter, a
+    library it maps, a stdlib module it imports (or a file that would shadow one), or
+    /etc/ld.so.preload. The docker backend compares the daemon's list of what setup changed in
+    the container against this, and starts the agent's helper by these absolute paths (through
+    the loader, with the library search pinned) instead of by a PATH lookup.
+    """
+    files: set[str] = set()
+    lib_dirs: list[str] = []
+    loader = None
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(None, 5)
+            path = parts[5].strip() if len(parts) == 6 else ""
+            if not path.startswith("/") or path.endswith(" (deleted)"):
+                continue
+            files.add(path)
+            name = os.path.basename(path)
+            if name.startswith("ld-linux"):
+                loader = path
+            elif ".so" in name and os.path.dirname(path) not in lib_dirs and "python" not in path:
+                lib_dirs.append(os.path.dirname(path))
+    python_dirs = {p for p in sys.path if os.path.isdir(p)}
+    absent = sorted(p for p in sys.path if not os.path.exists(p))
+    for name, module in list(sys.modules.items()):
+        if name == "__main__":  # this script: on a read-only mount, and not on sys.path (-I)
+            continue
+        for attr in ("__file__", "__cached__"):
+            source = getattr(module, attr, None)
+            if isinstance(source, str) and os.path.isfile(source):
+                files.add(os.path.realpath(source))
+                python_dirs.add(os.path.dirname(os.path.realpath(source)))
+    interpreter = os.path.realpath(sys.executable)
+    files.add(interpreter)
+    return {"interpreter": interpreter, "loader": loader, "lib_dirs": lib_dirs, "files": sorted(files),
+            "python_dirs": sorted(python_dirs), "absent": absent}
+
+
 FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
     "read": op_read, "write": op_write, "edit": op_edit, "ls": op_ls, "glob": op_glob,
     "grep": op_grep, "stat": op_stat,
@@ -635,8 +722,9 @@ FILE_OPS: dict[str, Callable[[Workspace, Request], Request]] = {
 
 
 class Server:
-    def __init__(self, ws: Workspace, env: dict[str, str], *, setup_phase: bool = False) -> None:
+    def __init__(self, ws: Workspace, env: dict[str, str], key: bytes, *, setup_phase: bool = False) -> None:
         self.ws = ws
+        self.key = key
         self.runner = Runner(ws, env)
         self.out_lock = threading.Lock()
         self.setup_phase = setup_phase
@@ -644,10 +732,10 @@ class Server:
         host, or as the agent, that would kill every process it may signal)."""
 
     def send(self, msg: Request) -> None:
-        line = json.dumps(msg, ensure_ascii=False) + "\n"
+        line = seal(self.key, TO_HOST, msg)
         with self.out_lock:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
 
     def handle(self, req: Request) -> None:
         rid = req.get("id")
@@ -662,6 +750,8 @@ class Server:
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}
+                if self.setup_phase:
+                    result["runtime"] = runtime_manifest()
             else:
                 raise OpError(f"unknown op {op!r}")
             self.send({"id": rid, "ok": True, "result": result})
@@ -672,15 +762,16 @@ class Server:
         except Exception as exc:  # a helper bug must not kill the helper
             self.send({"id": rid, "ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"})
 
-    def serve(self) -> None:
-        for line in sys.stdin:
+    def serve(self, stdin: Any) -> None:
+        for line in stdin:
             if not line.strip():
                 continue
             try:
-                req = json.loads(line)
-            except ValueError:
-                self.send({"id": None, "ok": False, "error": "request is not JSON"})
-                continue
+                req = unseal(self.key, TO_HELPER, line)
+            except ChannelError as exc:
+                # Someone other than the host reached our stdin: say so (signed) and stop.
+                self.send({"id": None, "ok": False, "fatal": f"the helper received {exc}"})
+                break
             if req.get("op") == "cancel":  # answered inline: must not queue behind the target
                 killed = self.runner.kill(req.get("target"))
                 self.send({"id": req.get("id"), "ok": True, "result": {"killed": killed}})
@@ -745,7 +836,24 @@ def _cap_line(name: str) -> int:
     return -1
 
 
+def read_channel_key(stdin: Any) -> bytes:
+    """The handshake: the host's first line carries the session key (see the module docstring)."""
+    line = stdin.readline(1000)
+    try:
+        key = bytes.fromhex(json.loads(line)["channel_key"])
+    except (ValueError, KeyError, TypeError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ChannelError("the first line on stdin must be the channel handshake")
+    return key
+
+
 def main(argv: list[str]) -> int:
+    # First of all, before reading anything: nothing of this uid may open our fds (the channel),
+    # read our memory (the key) or ptrace us - the commands we run have our uid, and setup's run
+    # as root with capabilities (no Yama in many CI kernels). The kernel resets it at an execve
+    # (`--exec`: that process is not the helper).
+    _prctl(PR_SET_DUMPABLE, 0)
     root, virtual, drop_caps, setup_phase = ".", "/workspace", False, False
     i = 0
     while i < len(argv):
@@ -757,6 +865,13 @@ def main(argv: list[str]) -> int:
             drop_caps, i = True, i + 1
         elif argv[i] == "--setup-phase":
             setup_phase, i = True, i + 1
+        elif argv[i] == "--max-file-bytes":  # sandbox.disk: no file may grow past it (kernel-enforced)
+            import resource
+
+            cap = int(argv[i + 1])
+            resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))  # hard too: no command may raise it
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # our own writes get EFBIG; commands die (SIG_DFL)
+            i += 2
         elif argv[i] == "--exec":  # `--exec ARGV...`: drop capabilities, then become ARGV (spawn)
             if drop_caps:
                 drop_capabilities()
@@ -767,19 +882,21 @@ def main(argv: list[str]) -> int:
     if drop_caps:
         drop_capabilities()  # before any thread exists: capset acts on the calling thread only
     become_subreaper()
-    if setup_phase:
-        # Setup commands run as root with the same capabilities as this helper: without this
-        # they could ptrace it (no Yama in many CI kernels) and keep it alive past `quiesce`.
-        _prctl(PR_SET_DUMPABLE, 0)
+    stdin = sys.stdin.buffer
+    try:
+        key = read_channel_key(stdin)
+    except ChannelError as exc:
+        sys.stderr.write(f"helper: {exc}\n")
+        return 2
     # The environment commands get is the helper's own, which its launcher set up cleanly.
-    server = Server(Workspace(root, virtual), dict(os.environ), setup_phase=setup_phase)
+    server = Server(Workspace(root, virtual), dict(os.environ), key, setup_phase=setup_phase)
 
     def terminate(_signum: int, _frame: object) -> None:
         server.runner.kill_all()
         os._exit(0)
 
     signal.signal(signal.SIGTERM, terminate)
-    server.serve()
+    server.serve(stdin)
     return 0
 
 

@@ -3,7 +3,10 @@
 For development on a machine without Docker. It is *not* a security boundary: a command can
 read anything the user can. The helper still confines the file tools to the worktree, strips
 the host environment down to a few harmless variables, and kills each command's process group
-on timeout.
+on timeout. The channel to the helper is signed as in docker (a forged reply written into one
+of the runner's pipes ends the run as a sandbox error), and the runner makes itself
+non-dumpable, so the commands - same uid - cannot open its fds or read its environment (the API
+key) through /proc.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from runner.errors import SandboxError
-from runner.sandbox.base import HELPER_PATH, SETUP_TAIL, Sandbox, SetupStep, check_env
+from runner.sandbox.base import HELPER_PATH, SETUP_TAIL, Sandbox, SetupStep, check_env, clear_setid_bits
+from runner.sandbox.helper import PR_SET_DUMPABLE, _prctl
 
 LOCAL_WARNING = (
     "--sandbox local runs the model's commands directly on this machine, "
@@ -42,6 +46,8 @@ class LocalSandbox(Sandbox):
             raise SandboxError(f"the worktree {root} does not exist")
         env = base_env(self.config.env)
         env["ASTRA_WORKSPACE"] = str(root)
+        # Before anything of the model's runs as our uid: /proc/<runner>/{fd,environ,mem} closed.
+        _prctl(PR_SET_DUMPABLE, 0)
         budget_end = time.monotonic() + self.config.setup_timeout_s  # for all setup commands together
         for command in self.config.setup:
             started = time.monotonic()
@@ -63,7 +69,8 @@ class LocalSandbox(Sandbox):
                 tail = out.decode("utf-8", "replace")[-2000:]
                 raise SandboxError(f"setup command failed (exit {proc.returncode}): {command}\n{tail}")
         await self._start_helper(
-            [sys.executable, "-I", "-S", str(HELPER_PATH), "--root", str(root), "--virtual", self.workspace], env
+            [sys.executable, "-I", "-S", str(HELPER_PATH), "--root", str(root), "--virtual", self.workspace,
+             *self.helper_limits()], env
         )
 
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
@@ -79,3 +86,4 @@ class LocalSandbox(Sandbox):
         if self._helper is not None:
             await self._helper.close()
             self._helper = None
+            await clear_setid_bits(self.config.worktree)

@@ -1,0 +1,149 @@
+"""The files a sandbox container is given besides the worktree, and which host paths may be mounted.
+
+Docker resolves a bind mount's source path *on the daemon's machine*, following symlinks, as
+root. Two consequences shape this module:
+
+1. **Only what the daemon can see.** A daemon in another container or on another machine (a
+   Kubernetes `docker:dind` sidecar, GitLab's `docker:dind` service, a remote `DOCKER_HOST`)
+   shares the runner's cache volume and nothing else. So nothing is mounted from the runner's
+   own install (site-packages) or its /tmp: the helper, the worktree's gitfile and setup's CA
+   bundle are copied into a per-run directory *beside the worktree* (`runs/<id>/sandbox-files-*`
+   in the cache), and the object store git reads inside lives in the cache too
+   (runner/objectstore.py). The cache is the one path a daemon must share, at the same path.
+2. **No predictable shared path is trusted** (issue 12, item 2). A path another local user can
+   rename or replace lets them point the daemon at any file on the machine (the Docker socket, a
+   root-only key). So the per-run directory is made fresh with an exclusive `mkdir` (never
+   `exist_ok`), its files with `O_EXCL | O_NOFOLLOW`, and every mount source is checked by
+   `check_mount_source`: each directory from `/` down to it must belong to root or to us, those
+   astra-run made (the cache's `runs/`, `objects/` and below, created 0700) must be writable by
+   nobody else (a sticky directory such as /tmp is fine: others cannot rename our entries in
+   it), and the path must not go through a symlink that someone else could change.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import SandboxError
+from runner.sandbox.base import HELPER_PATH
+
+GITFILE_CONTENT_PREFIX = "gitdir: "
+
+
+@dataclass(frozen=True)
+class SandboxFiles:
+    """The per-run directory of files bind-mounted read-only into one container."""
+
+    directory: Path
+    helper: Path
+    gitfile: Path | None
+    ca_bundle: Path | None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)  # the umask may have taken bits away
+
+
+def make_sandbox_files(worktree: Path, *, uid: int, gid: int, git_dir_inside: str | None,
+                       ca_bundle: Path | None) -> SandboxFiles:
+    """A fresh private directory beside `worktree` with the helper, the gitfile and the CA bundle.
+
+    `git_dir_inside`: what the worktree's `.git` must point at inside (None: no gitfile). The
+    gitfile belongs to the agent's uid, since git refuses a `.git` another user owns.
+    """
+    parent = worktree.resolve().parent
+    check_mount_source(parent, strict_below=parent.parent)
+    directory = parent / f"sandbox-files-{secrets.token_hex(6)}"
+    try:
+        directory.mkdir(mode=0o700)  # exclusive: a directory someone made before us fails here
+    except OSError as exc:
+        raise SandboxError(f"cannot make the sandbox's files directory in {parent}: {exc}") from None
+    try:
+        helper = directory / "helper.py"
+        _write_new(helper, HELPER_PATH.read_bytes(), 0o644)
+        gitfile = None
+        if git_dir_inside is not None:
+            gitfile = directory / "gitfile"
+            _write_new(gitfile, f"{GITFILE_CONTENT_PREFIX}{git_dir_inside}\n".encode(), 0o644)
+            if (uid, gid) != (os.getuid(), os.getgid()):
+                os.chown(gitfile, uid, gid, follow_symlinks=False)
+        bundle = None
+        if ca_bundle is not None and ca_bundle.is_file():
+            bundle = directory / "ca-certificates.crt"
+            _write_new(bundle, ca_bundle.read_bytes(), 0o644)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return SandboxFiles(directory=directory, helper=helper, gitfile=gitfile, ca_bundle=bundle)
+
+
+def check_mount_source(path: Path, *, strict_below: Path | None = None) -> None:
+    """Refuse a bind-mount source that anyone but root and us could redirect (see the module doc).
+
+    Walks from `/` to `path` component by component with lstat: a symlink is followed only when
+    it belongs to root or us (and its target passes the same walk), and every directory on the
+    way must belong to root or us. Directories at or below `strict_below` (what astra-run made:
+    the cache's `runs/` and `objects/`) must also be writable by nobody else unless sticky;
+    above it, a directory the user chose to put the cache in (a Kubernetes emptyDir is 0777)
+    is judged by its owner alone.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    trusted_owners = {0, uid}
+    strict = None if strict_below is None else Path(os.path.abspath(strict_below))
+    current = Path("/")
+    remaining = list(Path(os.path.abspath(path)).parts[1:])
+    hops = 0
+    while True:
+        st = os.lstat(current)
+        if stat.S_ISLNK(st.st_mode):
+            raise SandboxError(f"internal error: {current} is a symlink")  # resolved below, never kept
+        # The source itself may belong to the sandbox's uid (a root runner's worktree for uid
+        # 1000): what matters is that nobody else can swap it, which its parents decide.
+        checked = strict is None or current == strict or current.is_relative_to(strict)
+        problem = _unsafe(st, trusted_owners, gid, owner_only=not checked) if remaining else ""
+        if problem:
+            raise SandboxError(f"refusing to mount {path} into the sandbox: {current} {problem}, so another "
+                               "user could redirect what the Docker daemon mounts (ASTRA_CACHE must be private)")
+        if not remaining:
+            return
+        step = current / remaining.pop(0)
+        try:
+            link = os.lstat(step)
+        except FileNotFoundError:
+            raise SandboxError(f"cannot mount {path} into the sandbox: {step} does not exist") from None
+        if stat.S_ISLNK(link.st_mode):
+            hops += 1
+            if hops > 40:
+                raise SandboxError(f"cannot mount {path} into the sandbox: too many symlinks")
+            if link.st_uid not in trusted_owners:
+                raise SandboxError(f"refusing to mount {path} into the sandbox: the symlink {step} belongs to "
+                                   f"uid {link.st_uid}")
+            target = Path(os.readlink(step))
+            target = target if target.is_absolute() else current / target
+            remaining = list(Path(os.path.normpath(target)).parts[1:]) + remaining
+            current = Path("/")
+            continue
+        current = step
+
+
+def _unsafe(st: os.stat_result, trusted_owners: set[int], gid: int, *, owner_only: bool = False) -> str:
+    if st.st_uid not in trusted_owners:
+        return f"belongs to uid {st.st_uid}"
+    if owner_only or not stat.S_ISDIR(st.st_mode) or st.st_mode & stat.S_ISVTX:
+        return ""  # a sticky directory: nobody else may rename or remove what is ours in it
+    if st.st_mode & stat.S_IWOTH:
+        return "is writable by every user"
+    if st.st_mode & stat.S_IWGRP and st.st_gid not in {0, gid}:
+        return f"is writable by group {st.st_gid}"
+    return ""
