@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 failed, 2 usage/configuration, 3 limit, 4 infrastructur
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import sys
@@ -53,7 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", default=None, help="output directory (default: $ASTRA_OUT, else astra-out)")
     batch.add_argument("-j", "--jobs", type=int, default=1)
     batch.add_argument("--shard", help="I/N: run only this deterministic share of the tasks")
-    batch.add_argument("--resume", action="store_true", help="skip tasks whose result.json is final")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip tasks whose result is final (success, failed, limit) and whose task is unchanged")
+    batch.add_argument("--retry-failed", action="store_true",
+                       help="like --resume, but also run failed and limit tasks again")
     batch.add_argument("--max-cost-usd", type=float, help="no new task starts once the batch spent this")
     batch.add_argument("--fail-fast", action="store_true", help="stop starting tasks after the first failure")
     batch.add_argument("--dry-run", action="store_true", help="validate every task and print what would run")
@@ -68,7 +70,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from runner import signals
+
+    signals.install_early()  # first: a signal from now on is remembered, never a silent death
     args = _parser().parse_args(argv)
+    if args.command not in ("run", "batch", "github") and (signum := signals.restore_defaults()) is not None:
+        return 128 + signum  # a command that runs nothing: stopped before it began
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -141,6 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     task, settings, flags = load_for_run(args)
     console = Console(sys.stdout, verbosity=-1 if args.quiet else (1 if args.verbose else 0))
+    import asyncio  # here, not at the top: main() must install its signal handlers first, at once
+
     return asyncio.run(_run_with_signals(task, settings, flags.keep, console))
 
 
@@ -150,7 +159,7 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
     interrupt = Interrupt()
     install_signal_handlers(interrupt)
     result = await run_task(task, settings, keep=keep, console=console, interrupt=interrupt)  # type: ignore[arg-type]
-    return result.exit_code
+    return interrupt.exit_code(result)
 
 
 # ------------------------------------------------------------------------------- validate

@@ -46,6 +46,24 @@ def set_outcome(
         result.reason += " (" + "; ".join(notes) + ")"
 
 
+def record_output_failures(result: RunResult, problems: list[str], kind: str = "output") -> None:
+    """Outputs that could not be made (the patch, a report, the trajectory): the run is an error.
+
+    What the run itself came to stays in the reason; an interrupted run stays interrupted (its
+    exit code is the signal's) and an error keeps its own kind. Never a success (SPEC §1: exit 4).
+    """
+    if not problems:
+        return
+    text = "; ".join(problems)
+    if result.status == "interrupted" or result.status == "error":
+        if text not in result.reason:
+            result.reason += f" ({text})"
+        return
+    before = f"{result.status}: {result.reason}" if result.reason else result.status
+    result.status, result.exit_code, result.error_kind = "error", 4, kind
+    result.reason = f"{text} (the run itself: {before})"
+
+
 def _refusal(state: AgentState) -> str:
     """The refusal's words and the API's stop_details (category, explanation)."""
     said = " ".join(state.final_text.split())[:300] or "(no text)"

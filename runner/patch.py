@@ -17,6 +17,7 @@ anything the sandbox can write"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from runner.redact import Redactor
 from runner.result import FileChange, PatchStats
+from runner.walk import walk
 from runner.workspace import SAFE_CONFIG, GitError, Workspace, git_env
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -69,8 +71,9 @@ async def agit(
 def _unfit_files(root: Path) -> list[tuple[str, str]]:
     """Files `git add` should not read: special files, huge files, unreadable files (no symlink followed)."""
     found: list[tuple[str, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root):  # symlinks are not followed
-        dirnames[:] = [d for d in dirnames if d != ".git"]  # nested repositories are gitlinks
+    # Iterative (a tree 1,100 levels deep is not an error); symlinks are not followed;
+    # nested repositories are gitlinks, never entered.
+    for dirpath, _dirs, filenames in walk(root, skip={".git"}):
         for name in filenames:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
@@ -92,7 +95,13 @@ def _unfit_files(root: Path) -> list[tuple[str, str]]:
 async def compute_patch(
     ws: Workspace, *, secrets: Iterable[str] = (), time_limit_s: float = PATCH_TIMEOUT_S
 ) -> Patch:
-    """`git diff --binary` of the worktree against the base, new, deleted and binary files included."""
+    """`git diff --binary` of the worktree against the base, new, deleted and binary files included.
+
+    No path ever goes on git's command line: however many files the agent made (100k paths
+    overflow argv), they travel NUL-separated on stdin (`--pathspec-from-file`, `--stdin`,
+    `cat-file --batch`). Any failure raises GitError: a patch that cannot be computed is an
+    error of the run, never an empty patch.
+    """
     deadline = asyncio.get_running_loop().time() + time_limit_s
     index = ws.path.parent / "patch.index"
     index.unlink(missing_ok=True)
@@ -103,14 +112,15 @@ async def compute_patch(
         excluded = [(p, why) for p, why in excluded if p not in ignored]
     try:
         await agit(ws, ["read-tree", ws.base_commit], env=env, deadline=deadline)
-        specs = [f":(exclude,literal){path}" for path, _ in excluded]
-        await agit(ws, ["add", "--all", "--", ".", *specs], env=env, deadline=deadline)
+        specs = [".", *(f":(exclude,literal){path}" for path, _ in excluded)]
+        await agit(ws, ["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], env=env,
+                   deadline=deadline, stdin=_nul_list(specs))
         common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
                   "--ignore-submodules=all", ws.base_commit]
         leaking = await _files_holding_secrets(ws, env, deadline, common, Redactor(secrets))
         if leaking:
-            await agit(ws, ["reset", "-q", ws.base_commit, "--", *(f":(literal){p}" for p in leaking)],
-                       env=env, deadline=deadline)
+            await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
+                       env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in leaking))
             excluded += [(p, "holds a secret") for p in leaking]
         data = await agit(ws, ["diff", "--binary", "--full-index", *common], env=env, deadline=deadline)
         numstat = await agit(ws, ["diff", "--numstat", "-z", *common], env=env, deadline=deadline)
@@ -119,28 +129,79 @@ async def compute_patch(
     return Patch(data, parse_numstat(numstat), tuple(sorted(excluded)))
 
 
+def _nul_list(items: Iterable[str]) -> bytes:
+    return b"".join(item.encode("utf-8", "surrogateescape") + b"\0" for item in items)
+
+
 async def _files_holding_secrets(
     ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], redactor: Redactor
 ) -> list[str]:
+    """The added or modified paths whose new content holds a known secret (one `cat-file --batch`)."""
     if not redactor.known_values:
         return []
-    raw = await agit(ws, ["diff", "--name-only", "-z", "--diff-filter=AMT", *common], env=env, deadline=deadline)
-    paths = [p for p in raw.decode("utf-8", "surrogateescape").split("\0") if p]
-    if not paths:
+    raw = await agit(ws, ["diff", "--raw", "-z", "--no-abbrev", "--diff-filter=AMT", *common], env=env,
+                     deadline=deadline)
+    # `:<old mode> <new mode> <old sha> <new sha> <status>\0<path>\0` per changed file
+    fields = raw.decode("utf-8", "surrogateescape").split("\0")
+    blobs: dict[str, list[str]] = {}
+    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+        parts = meta.split()
+        if len(parts) >= 4 and parts[1] != "160000":  # a gitlink has no blob
+            blobs.setdefault(parts[3], []).append(path)
+    if not blobs:
         return []
-    staged = await agit(ws, ["ls-files", "-s", "-z", "--", *(f":(literal){p}" for p in paths)],
-                        env=env, deadline=deadline)
-    blobs: dict[str, str] = {}
-    for entry in staged.decode("utf-8", "surrogateescape").split("\0"):
-        if entry:
-            meta, path = entry.split("\t", 1)
-            blobs[path] = meta.split()[1]
-    leaking = []
-    for path, sha in blobs.items():
-        content = await agit(ws, ["cat-file", "blob", sha], env=env, deadline=deadline)
-        if redactor.holds_known_secret(content):  # as is, decoded (XML, URL, escapes), base64 at any offset, hex
-            leaking.append(path)
-    return leaking
+    found = await _blobs_holding(ws, list(blobs), redactor, env=env, deadline=deadline)
+    return sorted(path for sha in found for path in blobs[sha])
+
+
+async def _blobs_holding(
+    ws: Workspace, shas: Sequence[str], redactor: Redactor, *, env: Mapping[str, str], deadline: float
+) -> set[str]:
+    """The blobs among `shas` whose content holds a known secret, streamed through one
+    `git cat-file --batch` (one process, not one per file; a blob at a time in memory)."""
+    proc = await asyncio.create_subprocess_exec(
+        "git", *SAFE_CONFIG, f"--git-dir={ws.patch_git_dir}", "cat-file", "--batch",
+        cwd=ws.path, env=git_env(env),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def feed() -> None:
+        with contextlib.suppress(ConnectionError):
+            for sha in shas:
+                stdin.write(sha.encode() + b"\n")
+                await stdin.drain()
+            stdin.close()
+
+    async def scan() -> set[str]:
+        found: set[str] = set()
+        for sha in shas:
+            header = (await stdout.readline()).split()
+            if len(header) != 3:
+                raise GitError(f"git cat-file --batch: unexpected answer for {sha}: {b' '.join(header)!r}")
+            content = await stdout.readexactly(int(header[2]) + 1)  # the content and its newline
+            if redactor.holds_known_secret(content):  # as is, decoded, base64 at any offset, hex
+                found.add(sha)
+        return found
+
+    feeder = asyncio.ensure_future(feed())
+    try:
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.1)
+        try:
+            found = await asyncio.wait_for(scan(), remaining)
+        except TimeoutError:
+            raise GitError("git cat-file did not finish within the patch time limit") from None
+        except asyncio.IncompleteReadError:
+            raise GitError("git cat-file --batch ended early") from None
+        await feeder
+        await proc.wait()
+    finally:
+        feeder.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+    return found
 
 
 async def _ignored(ws: Workspace, paths: Sequence[str], env: Mapping[str, str], deadline: float) -> set[str]:

@@ -74,7 +74,10 @@ class RunResult:
     patch_excluded: list[str] = field(default_factory=list)
     """Changed files left out of patch.diff, each with why (special, huge, unreadable, holds a secret)."""
     error_kind: str | None = None
-    """For status error: which lane (sandbox, model_api, git, mcp, internal)."""
+    """For status error: which lane (sandbox, model_api, git, mcp, patch, output, internal)."""
+    task_digest: str | None = None
+    """What the run was asked to do, as a digest (runner/digest.py): `batch --resume` reuses a
+    result only for the same digest."""
     compactions: int = 0
     """Times the conversation was made smaller to stay inside the context window."""
     cost_by_model: dict[str, float | None] = field(default_factory=dict)
@@ -106,6 +109,7 @@ class RunResult:
             "started_at": self.started_at,
             "base_commit": self.base_commit,
             "error_kind": self.error_kind,
+            "task_digest": self.task_digest,
             "patch_excluded": self.patch_excluded,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
             "compactions": self.compactions,

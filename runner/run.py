@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import os
 import secrets
 import signal
 import time
@@ -34,34 +33,37 @@ from runner.agent.events import (
     LimitReached,
     Note,
     RunError,
-    RunFinished,
     RunStarted,
     SandboxReady,
     SetupFinished,
 )
 from runner.agent.guards import Guards
-from runner.agent.loop import Agent, AgentState
+from runner.agent.loop import Agent
 from runner.agent.prompt import build_system_prompt, build_task_message
+from runner.budget import BudgetedModel, SharedBudget
+from runner.deadline import blocking, to_the_end
+from runner.digest import task_digest
 from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
+from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
 from runner.models.base import Model
 from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
 from runner.models.credentials import credential_values
 from runner.models.pricing import PriceTable, load_prices
 from runner.models.providers import Provider
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
-from runner.outcome import error_kind, redact_result, set_outcome
-from runner.patch import compute_patch
+from runner.outcome import error_kind
+from runner.outlock import hold_output_dir
 from runner.policy import Allow, Policy
 from runner.redact import MIN_SECRET_LEN, Redactor, expand_host_vars
 from runner.redact_view import strip_hidden
-from runner.reports.files import write_bytes_atomic, write_reports
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
 from runner.settings import Settings
+from runner.signals import early_signal
 from runner.task import LoadedTask, is_git_url
 from runner.tools import ToolContext, ToolRegistry
-from runner.verify import not_run, run_checks
+from runner.verify import run_checks
 from runner.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -82,9 +84,18 @@ class RunObserver(Protocol):
 
 @dataclass
 class Interrupt:
-    """Set by the signal handler before it cancels the run's task (so cancellation means 'interrupted')."""
+    """Set by the signal handler before it cancels the run's task (so cancellation means 'interrupted').
+
+    A signal that comes while a run is finishing (its outputs and cleanup, runner/finish.py) does
+    not cut that short: the run's result stands as it ended, and the process exits with the
+    signal's code afterwards (`exit_code`).
+    """
 
     signum: int | None = None
+
+    def exit_code(self, result: RunResult) -> int:
+        """The process's exit code for a run that ended with `result`: the signal's, if one came."""
+        return 128 + self.signum if self.signum is not None else result.exit_code
 
 
 @dataclass
@@ -109,6 +120,10 @@ class RunContext:
     instructions_commit: str | None = None
     step_summary: bool = True
     patch_written: bool = False
+    patch_error: str | None = None
+    """Why the patch could not be computed or written (the run is then an error, the worktree kept)."""
+    trajectory: TrajectoryWriter | None = None
+    budget: SharedBudget | None = None
     verify_note: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -125,6 +140,8 @@ def install_signal_handlers(interrupt: Interrupt) -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    if (early := early_signal()) is not None:  # came before the loop ran (runner/signals.py)
+        on_signal(early)
 
 
 def new_run_id(task_name: str) -> str:
@@ -187,6 +204,7 @@ async def run_task(
     instructions_commit: str | None = None,
     secrets: Sequence[str] = (),
     step_summary: bool = True,
+    budget: SharedBudget | None = None,
 ) -> RunResult:
     """Run one task and write all its outputs. Never raises for run outcomes: they are in the result.
 
@@ -195,7 +213,8 @@ async def run_task(
     of the base (a pull request's run reads them from its base branch, never from the head it
     works on). `secrets`: values to redact besides the API key, GITHUB_TOKEN and `${NAME}` values
     (a caller that removed a token from the environment passes it here). `step_summary`: append
-    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead).
+    summary.md to $GITHUB_STEP_SUMMARY (a batch appends its own table instead). `budget`: a cost
+    cap shared with other runs (a batch's --max-cost-usd), held before every model call.
     """
     spec = task.spec
     interrupt = interrupt or Interrupt()
@@ -216,16 +235,19 @@ async def run_task(
         task=task, settings=settings, run_id=run_id, out_dir=out_dir,
         run_dir=settings.cache / "runs" / run_id, redactor=redactor,
         prices=load_prices(settings.prices_file), result=result, instructions_commit=instructions_commit,
-        step_summary=step_summary,
+        step_summary=step_summary, budget=budget,
     )
+    result.task_digest = task_digest(task)
     if console is not None:
         console.redact = lambda text: strip_hidden(redactor.text(text))  # a person reads it
-    with TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
+    with hold_output_dir(out_dir), TrajectoryWriter(out_dir / "trajectory.jsonl", redactor) as trajectory:
+        ctx.trajectory = trajectory
 
         def emit(event: Event) -> None:
-            trajectory.write(event)
+            trajectory.write(event)  # a failed write is recorded in trajectory.error, never raised
             if console is not None:
-                console.on_event(event)
+                with contextlib.suppress(Exception):  # a closed stdout must not stop the run or its cleanup
+                    console.on_event(event)
 
         outcome: AstraError | None = None
         try:
@@ -250,7 +272,11 @@ async def run_task(
             outcome = InfraError(f"internal error: {type(exc).__name__}: {exc}")
             emit(RunError("internal", str(outcome)))
         finally:
-            await asyncio.shield(_finish(ctx, outcome, emit, keep, started))
+            # Uninterruptible: a signal now is remembered (Interrupt) and honoured after it.
+            _, cancels = await to_the_end(finish_run(ctx, outcome, emit, keep, started))
+        if cancels and interrupt.signum is not None and not isinstance(outcome, Interrupted) and console is not None:
+            console.on_event(Note(f"{signal.Signals(interrupt.signum).name} came while the run was finishing: its "
+                                  f"outputs and cleanup were completed first (result: {result.status})"))
     if console is not None:
         console.finish(result)
     return result
@@ -271,11 +297,13 @@ async def _phases(ctx: RunContext, emit: EmitFn) -> None:
             try:
                 async for event in ctx.agent.run():
                     emit(event)
+                    if (lost := trajectory_failure(ctx)) is not None:  # a full disk: stop spending
+                        raise OutputError(lost)
             except LimitExceeded as exc:
                 agent_stop = exc
     except TimeoutError:
         raise timeout from None
-    await _write_patch(ctx, emit)
+    await write_patch(ctx, emit)
     assert ctx.sandbox is not None and ctx.workspace is not None
     try:
         async with asyncio.timeout_at(deadline):
@@ -308,6 +336,8 @@ async def _start(ctx: RunContext, emit: EmitFn) -> None:
         emit(Note(f"the model is scripted ({spec.model}): it replays a fixed list of turns and calls no API"))
     if (target := getattr(ctx.model, "target", None)) is not None and target.provider != "anthropic":
         emit(Note(f"model {target.model} on {target.provider}: {target.wire_id} ({target.platform})"))
+    if ctx.budget is not None:  # a batch's --max-cost-usd, held before every model call
+        ctx.model = BudgetedModel(ctx.model, ctx.budget, ctx.prices.total_bound)
     await _start_sandbox(ctx, emit, env)
     assert ctx.sandbox is not None
     tools = ToolRegistry.builtin()
@@ -336,8 +366,16 @@ def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
 
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
+    creating = asyncio.ensure_future(
+        asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache))
     try:
-        ctx.workspace = await asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache)
+        ctx.workspace = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        # The thread goes on (a thread cannot be cancelled): wait for it, so that the worktree it
+        # registers in the user's repository is removed by the cleanup, then stop.
+        with contextlib.suppress(Exception):
+            ctx.workspace, _ = await to_the_end(creating)
+        raise
     except ConfigError as exc:  # "ref: ..." / "repo: ...": say where in the task file
         field, _, problem = str(exc).partition(": ")
         raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
@@ -362,7 +400,8 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
     objects: Path | None = None
     objects_ready: Callable[[], Awaitable[None]] | None = None
     if spec.sandbox.backend == "docker":
-        objects = (await asyncio.to_thread(workspace.open_objects)).objects
+        # In a thread nobody waits for past a cancellation (the wall clock, a signal): runner/deadline.py.
+        objects = (await blocking(workspace.open_objects, limit_s=None, what="open-objects")).objects
         writing = asyncio.ensure_future(asyncio.to_thread(workspace.finish_objects))
         # Its error is the start's (awaited there); a start that failed first leaves it unread.
         writing.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -397,7 +436,8 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
     assert workspace is not None and ctx.model is not None and ctx.sandbox is not None
     instructions = None
     for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await asyncio.to_thread(workspace.read_base_file, name, ctx.instructions_commit)
+        text = await blocking(lambda n=name: workspace.read_base_file(n, ctx.instructions_commit),  # type: ignore[misc]
+                              limit_s=None, what="read-instructions")
         if text is not None:
             instructions = (name, text)
             break
@@ -421,101 +461,3 @@ async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
         context=ctx.context,
         model_retry_backoff_s=0.0 if _scripted(ctx) else 1.0,
     )
-
-
-async def _write_patch(ctx: RunContext, emit: EmitFn) -> None:
-    """Write patch.diff from the worktree as it is now, once, as soon as the agent stops.
-
-    The sandbox is paused meanwhile, so nothing inside can race host git. A patch that cannot be
-    computed leaves an empty patch.diff and says why: it never ends the run without outputs.
-    """
-    if ctx.patch_written or ctx.workspace is None:
-        return
-    paused = False
-    try:
-        if ctx.sandbox is not None and ctx.sandbox_started:
-            try:
-                await ctx.sandbox.pause()
-                paused = True
-            except Exception as exc:  # a dead container: nothing left to race
-                emit(Note(f"could not pause the sandbox for the patch: {exc}", level="warning"))
-        patch = await compute_patch(ctx.workspace, secrets=ctx.redactor.known_values)
-    except (InfraError, OSError) as exc:
-        ctx.notes.append(f"the patch could not be computed: {exc}")
-        write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
-        ctx.patch_written = True
-        return
-    finally:
-        if paused and ctx.sandbox is not None:
-            with contextlib.suppress(Exception):
-                await ctx.sandbox.resume()
-    # Files are written (and fsynced) off the event loop: concurrent runs of a batch keep going.
-    await asyncio.to_thread(write_bytes_atomic, ctx.out_dir / "patch.diff",
-                            ctx.redactor.known_values_bytes(patch.data))
-    ctx.patch_written = True
-    ctx.result.patch = patch.stats
-    ctx.result.patch_excluded = [f"{path} ({why})" for path, why in patch.excluded]
-    for path, why in patch.excluded:
-        emit(Note(f"left out of the patch: {path} ({why})", level="warning"))
-
-
-async def _finish(
-    ctx: RunContext, outcome: AstraError | None, emit: EmitFn, keep: bool, started: float
-) -> None:
-    """Status, patch (if not yet written), reports, cleanup. Runs whatever happened before."""
-    result, state = ctx.result, (ctx.agent.state if ctx.agent else AgentState())
-    if ctx.workspace is not None:
-        await _write_patch(ctx, emit)
-    set_outcome(result, state, outcome, ctx.notes, expect_changes=ctx.task.spec.expect_changes)
-    result.verify += not_run(ctx.task.spec, result.verify, result.reason)
-    result.turns, result.tool_calls = state.turns, state.tool_calls
-    result.usage, result.cost_usd = dict(state.usage), state.cost_usd
-    result.cost_by_model, result.compactions = dict(state.cost_by_model), state.compactions
-    result.permission_denials = list(state.denials)
-    result.duration_s = time.monotonic() - started
-    if not ctx.patch_written:
-        write_bytes_atomic(ctx.out_dir / "patch.diff", b"")
-    emit(RunFinished(result.status, result.reason, result.exit_code, result.turns, result.tool_calls,
-                     result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
-    warnings = await asyncio.to_thread(write_reports, ctx.out_dir, redact_result(result, ctx.redactor), ctx.prices,
-                                       step_summary=ctx.step_summary)
-    for warning in warnings:
-        emit(Note(warning, level="warning"))
-    await _cleanup(ctx, keep, emit)
-
-
-async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn) -> None:
-    if ctx.mcp is not None:  # before the sandbox: its stdio servers run inside it
-        try:
-            await ctx.mcp.close()
-        except Exception as exc:
-            emit(Note(f"MCP cleanup failed: {exc}", level="warning"))
-    if ctx.sandbox is not None:
-        try:
-            await ctx.sandbox.close()
-        except Exception as exc:
-            emit(Note(f"sandbox cleanup failed: {exc}", level="warning"))
-    if ctx.model is not None:
-        with contextlib.suppress(Exception):
-            await ctx.model.aclose()
-    if ctx.workspace is not None:
-        if keep:
-            emit(Note(f"kept the worktree at {ctx.workspace.path}"))
-            nested = await asyncio.to_thread(_nested_git_dirs, ctx.workspace.path)
-            if nested:
-                emit(Note("the kept worktree holds nested git repositories the agent may have planted "
-                          f"(their config can run commands when you use git in them): {', '.join(nested)}",
-                          level="warning"))
-        else:
-            await asyncio.to_thread(ctx.workspace.remove)
-
-
-def _nested_git_dirs(root: Path, limit: int = 20) -> list[str]:
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath != str(root) and (".git" in dirnames or ".git" in filenames):
-            found.append(os.path.relpath(dirpath, root))
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        if len(found) >= limit:
-            break
-    return found

@@ -28,9 +28,12 @@ from runner.errors import ConfigError, InfraError
 from runner.objectstore import ObjectStore, private_dirs
 from runner.procs import pid_alive
 from runner.task import is_git_url
+from runner.walk import remove_tree
 
 GIT_TIMEOUT_S = 600.0
 OWNER_FILE = "owner.json"
+KEPT_FILE = "kept"
+"""In a run dir: its worktree was kept (--keep, or a patch that could not be saved); cleanup leaves it."""
 SAFE_CONFIG = (
     "-c", "core.hooksPath=/dev/null",
     "-c", "core.fsmonitor=false",
@@ -187,15 +190,20 @@ class Workspace:
         (run_dir / OWNER_FILE).write_text(json.dumps(owner))
         with _locked(lock):  # concurrent `git worktree add` on one repo races on its admin files
             git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
-        dotgit = (path / ".git").read_text().strip()
-        admin = Path(dotgit.removeprefix("gitdir:").strip())
-        # The patch is computed with a git dir of our own: empty config, no hooks, the trusted
-        # objects borrowed read-only. No config anyone else wrote (not even the repo's own
-        # filters) can run while we read files the sandbox wrote.
         patch_git = run_dir / "patch.git"
-        _init_bare(patch_git, alternates=git_dir / "objects", sha256=len(commit) == 64)
-        return cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=admin, patch_git_dir=patch_git,
-                   lock=lock, cache=cache)
+        ws = cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=path, patch_git_dir=patch_git,
+                 lock=lock, cache=cache)
+        try:  # from here on, a failure (a full cache, a signal) must not leave the worktree registered
+            dotgit = (path / ".git").read_text().strip()
+            ws.admin_dir = Path(dotgit.removeprefix("gitdir:").strip())
+            # The patch is computed with a git dir of our own: empty config, no hooks, the trusted
+            # objects borrowed read-only. No config anyone else wrote (not even the repo's own
+            # filters) can run while we read files the sandbox wrote.
+            _init_bare(patch_git, alternates=git_dir / "objects", sha256=len(commit) == 64)
+        except BaseException:
+            ws.remove()
+            raise
+        return ws
 
     def open_objects(self) -> ObjectStore:
         """The store of only the objects the base commit reaches, for git inside the sandbox.
@@ -243,10 +251,14 @@ class Workspace:
             with contextlib.suppress(InfraError):
                 git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
             if self.path.exists():
-                shutil.rmtree(self.path, ignore_errors=True)
+                remove_tree(self.path)  # iterative: a tree the model made 1,100 levels deep is no error
             with contextlib.suppress(InfraError):
                 git(["worktree", "prune"], git_dir=self.git_dir, check=False)
-        shutil.rmtree(self.path.parent, ignore_errors=True)
+        remove_tree(self.path.parent)
+
+    def mark_kept(self) -> None:
+        """Keep this run's worktree from `astra-run cleanup` (the user, or a lost patch, needs it)."""
+        (self.path.parent / KEPT_FILE).touch()
 
 
 def _init_bare(path: Path, *, alternates: Path, sha256: bool) -> None:
@@ -278,13 +290,15 @@ def cleanup_dead_runs(cache: Path) -> list[str]:
             continue
         if owner.get("host") != socket.gethostname() or pid_alive(int(owner.get("pid", 0))):
             continue
+        if (run_dir / KEPT_FILE).exists():
+            continue
         git_dir = Path(owner.get("git_dir", ""))
         with _locked(worktree_lock(cache, git_dir)):
             if (run_dir / "worktree").exists() and git_dir.is_dir():
                 with contextlib.suppress(InfraError):
                     git(["worktree", "remove", "--force", "--force", str(run_dir / "worktree")],
                         git_dir=git_dir, check=False)
-            shutil.rmtree(run_dir, ignore_errors=True)
+            remove_tree(run_dir)
             if git_dir.is_dir():
                 with contextlib.suppress(InfraError):
                     git(["worktree", "prune"], git_dir=git_dir, check=False)

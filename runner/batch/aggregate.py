@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,15 +80,29 @@ def _cost(result: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_code: int) -> str:
-    """Write the four aggregate files; returns the summary markdown."""
+def write_aggregates(out: Path, entries: Sequence[Entry], *, title: str, exit_code: int,
+                     failed: list[str] | None = None) -> str:
+    """Write the four aggregate files; returns the summary markdown.
+
+    Each file is attempted even when another cannot be written (a full disk): `failed` gets one
+    line per file that could not be (without it, the first failure raises)."""
     ordered = sorted(entries, key=lambda e: e.name)
-    write_text_atomic(out / "results.jsonl", "".join(
-        json.dumps(e.result, ensure_ascii=False, separators=(",", ":")) + "\n" for e in ordered))
-    write_text_atomic(out / "junit.xml", merge_suites([_junit_of(e) for e in ordered]))
-    write_text_atomic(out / "cost.json", json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n")
     summary = strip_hidden(summary_table(ordered, title=title, exit_code=exit_code))  # names from task files
-    write_text_atomic(out / "summary.md", summary)
+    files: dict[str, Callable[[], str]] = {
+        "results.jsonl": lambda: "".join(
+            json.dumps(e.result, ensure_ascii=False, separators=(",", ":")) + "\n" for e in ordered),
+        "junit.xml": lambda: merge_suites([_junit_of(e) for e in ordered],
+                                          classname_prefixes=[e.name for e in ordered]),
+        "cost.json": lambda: json.dumps(cost_report(ordered), indent=2, ensure_ascii=False) + "\n",
+        "summary.md": lambda: summary,
+    }
+    for name, text in files.items():
+        try:
+            write_text_atomic(out / name, text())
+        except OSError as exc:
+            if failed is None:
+                raise
+            failed.append(f"could not write {out / name}: {exc}")
     return summary
 
 

@@ -24,13 +24,15 @@ from runner.batch.aggregate import (
     read_result,
     write_aggregates,
 )
-from runner.batch.manifest import PlannedTask, load_manifest, select_shard, shard_from
+from runner.batch.manifest import PlannedTask, Shard, load_manifest, select_shard, shard_from
 from runner.batch.progress import Progress, is_live
 from runner.batch.scheduler import Batch, BatchOptions, start_policy
+from runner.digest import task_digest
 from runner.errors import ConfigError, InfraError
+from runner.outlock import hold_output_dir
 from runner.reports.summary import append_step_summary, format_cost
 from runner.sandbox.local import LOCAL_WARNING
-from runner.settings import load_settings
+from runner.settings import Settings, load_settings
 from runner.task import NAME_RE
 
 log = logging.getLogger(__name__)
@@ -42,13 +44,21 @@ def is_task_dir_name(name: str) -> bool:
     return bool(NAME_RE.match(name)) and not name.startswith(".") and name not in AGGREGATE_FILES
 
 
-def split_resumed(tasks: Sequence[PlannedTask], out: Path) -> tuple[list[Entry], list[PlannedTask]]:
-    """(tasks whose OUT/<task>/result.json is final, tasks still to run)."""
+def split_resumed(
+    tasks: Sequence[PlannedTask], out: Path, *, retry_failed: bool = False
+) -> tuple[list[Entry], list[PlannedTask]]:
+    """(tasks whose OUT/<task>/result.json can stand, tasks still to run).
+
+    A result stands when it is final (success, failed, limit; only success with `retry_failed`)
+    and was made from this very task: its `task_digest` matches the task as it is now (the file,
+    its prompt and the manifest's defaults, runner/digest.py). An edited task runs again."""
+    keep = {"success"} if retry_failed else FINAL_STATUSES
     done: list[Entry] = []
     todo: list[PlannedTask] = []
     for p in tasks:
         result = read_result(out / p.name)
-        if result is not None and result.get("status") in FINAL_STATUSES and result.get("task") == p.name:
+        if (result is not None and result.get("status") in keep and result.get("task") == p.name
+                and result.get("task_digest") == task_digest(p.task)):
             done.append(Entry(p.name, result, out / p.name))
         else:
             todo.append(p)
@@ -79,7 +89,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InfraError(f"cannot create the output directory {out}: {exc}") from None
-    done, todo = split_resumed(mine, out) if args.resume else ([], list(mine))
+    with hold_output_dir(out):  # one batch per output directory: a second one exits 2, writing nothing
+        return _run_batch(args, settings, out, planned, mine, shard)
+
+
+def _run_batch(
+    args: argparse.Namespace, settings: Settings, out: Path, planned: Sequence[PlannedTask],
+    mine: Sequence[PlannedTask], shard: Shard | None,
+) -> int:
+    resume = args.resume or args.retry_failed  # --retry-failed: a resume that also reruns failed and limit
+    done, todo = split_resumed(mine, out, retry_failed=args.retry_failed) if resume else ([], list(mine))
     if local := [p.name for p in todo if p.task.spec.sandbox.backend == "local"]:
         shown = ", ".join(local[:10]) + (f" and {len(local) - 10} more" if len(local) > 10 else "")
         print(f"astra-run batch: warning: {len(local)} task(s) use the local sandbox ({shown}): {LOCAL_WARNING}",
@@ -101,7 +120,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
         progress.close()
         entries = batch.entries_now()
         code = batch_exit_code([e.result for e in entries], batch.interrupt.signum)
-        summary = write_aggregates(out, entries, title=title, exit_code=code)
+        failed: list[str] = []
+        summary = write_aggregates(out, entries, title=title, exit_code=code, failed=failed)
+        for problem in failed:  # a full disk: every aggregate that fits is written; the batch is an error
+            print(f"astra-run batch: {problem}", file=sys.stderr)
+        if failed and code in (0, 1, 3):
+            code = 4
         append_step_summary(summary)  # when $GITHUB_STEP_SUMMARY is set; the tasks' own are not
         _print_total(entries, code, out)
         return code

@@ -92,6 +92,30 @@ def _repo_label(repo: str) -> str:
     return _slug(tail.removesuffix(".git"))
 
 
+def _repo_labels(repos: Sequence[str]) -> list[str]:
+    """A name suffix per repo: its last path part; repos that share one are numbered 1, 2, ...
+    among themselves, in the order listed (`svc-1`, `svc-2`), skipping a number another repo's
+    own label already takes."""
+    plain = [_repo_label(r) for r in repos]
+    taken = set(plain)
+    counts: dict[str, int] = {}
+    labels = []
+    for label in plain:
+        if plain.count(label) == 1:
+            labels.append(label)
+            continue
+        n = counts.get(label, 0)
+        while True:
+            n += 1
+            candidate = f"{label}-{n}"
+            if candidate not in taken:
+                break
+        counts[label] = n
+        taken.add(candidate)
+        labels.append(candidate)
+    return labels
+
+
 def load_manifest(
     path: str | os.PathLike[str], settings: Settings, out: Path, *, check_machine: bool = True,
     check_credentials: bool = True,
@@ -206,12 +230,12 @@ def _matrix_tasks(
     if not isinstance(data, dict):
         errors.append(Problem(shown, 1, "(top level)", "expected a mapping of keys"))
         return []
-    labels = [_repo_label(r) for r in matrix.repos]
+    labels = _repo_labels(matrix.repos)
     refs: list[str | None] = list(matrix.refs) if matrix.refs else [None]
     defaults_layer = Layer(source, root, prefix=("defaults",))
     out = []
     for ri, repo in enumerate(matrix.repos):
-        label = labels[ri] if labels.count(labels[ri]) == 1 else f"{labels[ri]}-{ri + 1}"
+        label = labels[ri]
         if is_git_url(repo):
             resolved = repo
         else:

@@ -6,9 +6,11 @@
 - Starts are capped and staggered (StartGate): at most `start_cap` tasks are creating their
   sandbox at once, and consecutive starts are `stagger_s` apart, so a batch does not hit the Docker
   daemon with N container creations in the same millisecond.
-- No new task starts once the batch's cost (finished tasks + running tasks so far + resumed ones)
-  reaches --max-cost-usd, or after the first failure with --fail-fast; running tasks finish under
-  their own limits. The tasks left are recorded as `skipped`.
+- --max-cost-usd is one SharedBudget (runner/budget.py) that every model call of every running
+  task passes: once the batch's cost (resumed tasks + every call so far) reaches it, running tasks
+  stop as `limit` at their next model call and no new task starts; the cap is passed by at most one
+  turn of one task. --fail-fast: no new task starts after the first failure. The tasks left are
+  recorded as `skipped`.
 - SIGINT/SIGTERM: the shared Interrupt is set, then every running task is cancelled; each one's
   run_task writes all its outputs and removes its sandbox. Nothing new starts. The batch writes
   its aggregates and exits 130/143. A second signal while that cleanup runs calls `on_second_signal`
@@ -37,11 +39,14 @@ from runner.agent.events import Event, ModelTurn, RunError, RunFinished, RunStar
 from runner.batch.aggregate import Entry, read_result, skipped_record
 from runner.batch.manifest import PlannedTask
 from runner.batch.progress import Progress
+from runner.budget import SharedBudget
 from runner.models.pricing import load_prices
+from runner.outlock import OutputDirBusy
 from runner.reports.files import write_bytes_atomic, write_reports, write_text_atomic
 from runner.result import RunResult
 from runner.run import Interrupt, run_task
 from runner.settings import Settings
+from runner.signals import early_signal
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +133,9 @@ class Batch:
         self.gate = StartGate(options.start_cap, options.stagger_s)
         self.on_second_signal: Callable[[int], None] | None = None
         """Called (with the signal) when a second SIGINT/SIGTERM comes while the first one's cleanup runs."""
+        self.budget = (SharedBudget(options.max_cost_usd, self.spent()) if options.max_cost_usd is not None
+                       else None)
+        """--max-cost-usd, held before every model call of every running task (runner/budget.py)."""
 
     # -- money -------------------------------------------------------------------------------------
     def spent(self) -> float:
@@ -142,7 +150,8 @@ class Batch:
         cap = self.options.max_cost_usd
         if cap is None or self.stop_reason is not None:
             return False
-        if (spent := self.spent()) >= cap:
+        spent = self.budget.spent if self.budget is not None else self.spent()
+        if spent >= cap:
             self._stop(f"the batch's --max-cost-usd ${cap:g} was reached (${spent:.4f} spent)", exit_code=3)
             return True
         return False
@@ -162,6 +171,8 @@ class Batch:
                 installed.append(signum)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 pass
+        if (early := early_signal()) is not None:  # came before the loop ran (runner/signals.py)
+            self._on_signal(early)
         ticker = asyncio.create_task(self._tick())
         try:
             # One worker raising cancels the others (TaskGroup), and a cancelled worker cancels
@@ -266,7 +277,10 @@ class Batch:
         try:
             # each task's summary.md is its own; the step summary gets the batch's table only
             result = await run_task(planned.task, self.settings, console=watch, interrupt=self.interrupt,
-                                    step_summary=False)
+                                    step_summary=False, budget=self.budget)
+        except OutputDirBusy as exc:  # another process writes there: write nothing into it
+            record = skipped_record(planned.name, str(exc), exc.exit_code)
+            return Entry(planned.name, {**record, "status": "error"}, None)
         except Exception as exc:
             return Entry(planned.name, self._record_crash(planned, out, exc), out if out.is_dir() else None)
         on_disk = read_result(out)  # the redacted result.json run_task wrote

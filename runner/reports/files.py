@@ -93,10 +93,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     _write_atomic(path, write)
 
 
-def write_reports(out_dir: Path, result: RunResult, prices: PriceTable, *, step_summary: bool = True) -> list[str]:
+def write_reports(
+    out_dir: Path, result: RunResult, prices: PriceTable, *, step_summary: bool = True,
+    failed: list[str] | None = None,
+) -> list[str]:
     """Write result.json, junit.xml, cost.json and summary.md into `out_dir`, and append the
     summary to $GITHUB_STEP_SUMMARY. Returns warnings (unknown prices, unmerged JUnit files,
-    a report that could not be written); each report is attempted even if another fails."""
+    a report that could not be written); each report is attempted even if another fails.
+    `failed` gets one line per report that could not be written (a full disk: the run is an error)."""
     out_dir = Path(out_dir)
     warnings: list[str] = []
 
@@ -107,6 +111,8 @@ def write_reports(out_dir: Path, result: RunResult, prices: PriceTable, *, step_
             message = f"could not write {out_dir / name}: {type(exc).__name__}: {exc}"
             log.error("%s", message)
             warnings.append(message)
+            if failed is not None:
+                failed.append(f"could not write {name}: {exc}")
 
     def junit() -> None:
         text, notes = junit_report(result)

@@ -22,7 +22,7 @@ import copy
 import logging
 import re
 import xml.etree.ElementTree as ET  # only on text already screened by _parse_untrusted
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from junitparser import Error, Failure, Skipped, TestCase, TestSuite
@@ -271,10 +271,22 @@ def _serialize(root: ET.Element) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def merge_suites(xml_docs: list[str], notes: list[str] | None = None) -> str:
+def _prefix_classnames(cases: list[ET.Element], task: str) -> None:
+    for case in cases:
+        classname = case.get("classname") or ""
+        if classname == f"astra.{task}" or classname.startswith((f"astra.{task}.", f"{task}.")):
+            continue
+        case.set("classname", f"{task}.{classname}" if classname else task)
+
+
+def merge_suites(xml_docs: list[str], notes: list[str] | None = None, *,
+                 classname_prefixes: Sequence[str] | None = None) -> str:
     """One <testsuites> holding every <testsuite> of `xml_docs` (batch aggregates, SPEC §5).
 
     A document that cannot be read is left out and noted in `notes` (when given) and the log.
+    `classname_prefixes` (one per document, a batch's task names): every testcase's classname
+    starts with its task's name (`<task>.<classname>`; ours are `astra.<task>...` already), so the
+    same test in two tasks is two rows in GitLab, Jenkins or junit2html, not one.
     """
     root = ET.Element("testsuites")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
@@ -295,6 +307,8 @@ def merge_suites(xml_docs: list[str], notes: list[str] | None = None) -> str:
             for nested in [s for s in suite if s.tag == "testsuite"]:
                 suite.remove(nested)  # nested suites are added on their own by iter() above
             cases = [c for c in suite if c.tag == "testcase"]
+            if classname_prefixes is not None:
+                _prefix_classnames(cases, classname_prefixes[index])
             suite_time = _float(suite.get("time"))
             if suite_time is None:
                 suite_time = sum(_float(c.get("time")) or 0.0 for c in cases)

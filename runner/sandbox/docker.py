@@ -68,6 +68,7 @@ from runner.sandbox.docker_engine import (
     cli_env,
     connect,
     container_name,
+    engine_call,
     reap_leftovers,
 )
 from runner.sandbox.docker_files import SandboxFiles, check_mount_source, make_sandbox_files
@@ -156,21 +157,21 @@ class DockerSandbox(Sandbox):
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
-        self._client, (objects, base) = await asyncio.gather(asyncio.to_thread(connect), _git_source(self.config))
+        self._client, (objects, base) = await asyncio.gather(engine_call(connect, "connect"), _git_source(self.config))
         # Reaping only touches containers of dead owners, never the one being created beside it;
         # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
         # sandbox on the daemon once per task).
-        reaping = asyncio.ensure_future(asyncio.to_thread(_reap_now_and_then, self._client))
+        reaping = asyncio.ensure_future(engine_call(lambda: _reap_now_and_then(self._client), "reap"))
         try:
-            self._files = await asyncio.to_thread(self._prepare_files, objects)
+            self._files = files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await asyncio.to_thread(self._create, objects, self._files)
+            await engine_call(lambda: self._create(objects, files), "create")
         finally:
             await reaping
         if cfg.setup:
             await self._run_setup()
         if cfg.setup and cfg.network != "bridge":  # without setup it never had one
-            await asyncio.to_thread(self._cut_network)
+            await engine_call(self._cut_network, "cut-network")
         await self._start_helper(self._exec_argv(agent=True, argv=[
             *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
             *self.helper_limits(),
@@ -245,7 +246,8 @@ class DockerSandbox(Sandbox):
         if not isinstance(self._runtime, dict) or not self._runtime.get("interpreter"):
             raise SandboxError("the setup helper did not say what its interpreter relies on")
         cid = self.container_id
-        before = await asyncio.to_thread(_control, lambda: self._client.api.diff(cid), "list the sandbox's changes")
+        before = await engine_call(
+            lambda: _control(lambda: self._client.api.diff(cid), "list the sandbox's changes"), "diff")
         try:
             budget_end = time.monotonic() + self.config.setup_timeout_s  # for all setup commands together
             for command in self.config.setup:
@@ -274,8 +276,8 @@ class DockerSandbox(Sandbox):
             if self._helper is not None:
                 await self._helper.close()
                 self._helper = None
-        await asyncio.to_thread(self._check_only_init_left)
-        await asyncio.to_thread(self._check_nothing_planted, before or [])
+        await engine_call(self._check_only_init_left, "top")
+        await engine_call(lambda: self._check_nothing_planted(before or []), "diff")
 
     def _check_nothing_planted(self, before: list[dict[str, Any]]) -> None:
         """Setup changed nothing the agent's helper runs on - asked of the daemon (docker_runtime.py)."""
@@ -388,10 +390,10 @@ class DockerSandbox(Sandbox):
 
     async def pause(self) -> None:
         """Freeze the container (cgroup freezer): no sandbox process runs until `resume`."""
-        await asyncio.to_thread(self._set_paused, True)
+        await engine_call(lambda: self._set_paused(True), "pause")
 
     async def resume(self) -> None:
-        await asyncio.to_thread(self._set_paused, False)
+        await engine_call(lambda: self._set_paused(False), "resume")
 
     def _set_paused(self, paused: bool) -> None:
         if self.container_id is None or self._client is None:
@@ -437,7 +439,7 @@ class DockerSandbox(Sandbox):
             shutil.rmtree(self._env_dir, ignore_errors=True)
             self._env_dir = None
         if self._client is not None:
-            await asyncio.to_thread(self._remove_own)
+            await engine_call(self._remove_own, "remove")
         if self._files is not None:  # after the container: its mounts are gone with it
             self._files.remove()
             self._files = None

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from runner.deadline import CallTimedOut, blocking
 from runner.errors import SandboxError
 from runner.procs import pid_alive
 
@@ -45,9 +46,21 @@ CONTROL_TIMEOUT_S = 30
 remove, list): the SDK client's, set in `connect`."""
 CONTROL_ATTEMPTS = 4
 """Tries of one control-plane call when the daemon answers 5xx, times out or drops the connection."""
+CONTROL_BUDGET_S = 45.0
+"""No new try of a control-plane call starts after this long (the SDK request timeout bounds the last one)."""
 CONTROL_BACKOFF_S = 0.5
 """First pause between tries; doubles each time, with +-50% jitter (a batch's runs must not retry
 in lockstep)."""
+
+
+async def engine_call(fn: Callable[[], T], what: str, *, limit_s: float | None = None) -> T:
+    """A blocking SDK call off the event loop, in a thread nobody waits for past `limit_s` or a
+    cancellation (runner/deadline.py): a hung daemon costs the run its wall clock (or the finish
+    phase its step limit), never more. The thread ends with its own request timeout."""
+    try:
+        return await blocking(fn, limit_s=limit_s, what=f"docker-{what}")
+    except CallTimedOut:
+        raise SandboxError(f"the Docker engine did not answer within {limit_s:g}s ({what})") from None
 
 
 def _docker_module() -> Any:
@@ -104,13 +117,16 @@ def reap_leftovers(client: Any | None = None) -> list[str]:
     return reaped
 
 
-def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS) -> T:
+def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS,
+             budget_s: float = CONTROL_BUDGET_S) -> T:
     """One Docker control-plane call (never a setup or agent command), with bounded retries.
 
     Retried, after a jittered backoff: 5xx answers, timeouts and connection errors - a busy or
     restarting daemon under a batch run. Not retried: 4xx (the request itself is wrong; NotFound
     included), which propagate as the SDK's own errors for the caller to judge, as does the last
-    failure. Each try is bounded by the client's timeout (CONTROL_TIMEOUT_S).
+    failure. Each try is bounded by the client's timeout (CONTROL_TIMEOUT_S); no new try starts
+    once `budget_s` has passed since the first (a daemon that times out every request costs
+    about `budget_s` + one timeout, not attempts x the timeout).
 
     A retry that finds the object gone (404) re-raises the failure that made it go: a container
     whose start failed is removed by auto_remove, and its real cause (the daemon's message) must
@@ -120,6 +136,7 @@ def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS
     import requests
 
     first: Exception | None = None
+    give_up = time.monotonic() + budget_s
     for attempt in range(1, attempts + 1):
         try:
             return fn()
@@ -128,13 +145,14 @@ def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS
                 raise first from None
             raise
         except docker.errors.APIError as exc:
-            if not exc.is_server_error() or attempt == attempts:
+            if not exc.is_server_error() or attempt == attempts or time.monotonic() >= give_up:
                 raise
             first = first or exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-            if attempt == attempts:
+            if attempt == attempts or time.monotonic() >= give_up:
                 raise
-        time.sleep(min(CONTROL_BACKOFF_S * 2 ** (attempt - 1), 8.0) * random.uniform(0.5, 1.5))  # noqa: S311
+        pause = min(CONTROL_BACKOFF_S * 2 ** (attempt - 1), 8.0) * random.uniform(0.5, 1.5)  # noqa: S311
+        time.sleep(max(0.0, min(pause, give_up - time.monotonic())))
     raise AssertionError(f"unreachable: {what}")
 
 
