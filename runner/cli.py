@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-cost-usd", type=float, help="with --resume: the run's new cost limit (all parts together)")
     run.add_argument("--timeout", help="with --resume: the wall clock for the resumed part (90s, 30m, 1h)")
 
-    val = sub.add_parser("validate", help="parse and check a task file; exit 0 or 2")
-    val.add_argument("task")
+    val = sub.add_parser("validate", help="check a task file or a batch manifest: every problem at once; exit 0 or 2")
+    val.add_argument("task", metavar="FILE", help="a task file or a batch manifest (YAML)")
 
     pol = sub.add_parser("policy", help="would the task's policy allow this bash command? why? (exit 0/1)")
     pol.add_argument("task")
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="like --resume, but also run failed and limit tasks again")
     batch.add_argument("--max-cost-usd", type=float, help="no new task starts once the batch spent this")
     batch.add_argument("--fail-fast", action="store_true", help="stop starting tasks after the first failure")
+    batch.add_argument("--dry-run", action="store_true", help="validate every task and print what would run")
 
     merge = sub.add_parser("merge", help="combine the outputs of batch shards")
     merge.add_argument("dirs", nargs="+")
@@ -124,20 +125,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def load_for_run(args: argparse.Namespace) -> tuple[LoadedTask, Settings, Flags]:
-    from runner.settings import Flags, apply_overrides, load_settings
+    """The task with flags and settings applied, checked in full (file and machine) before
+    anything is created: every problem at once, exit 2."""
+    from runner import preflight
+    from runner.settings import Flags, load_settings
     from runner.task import build_task, load_task
 
     settings = load_settings()
     if args.task and (args.repo or args.prompt):
         raise ConfigError("give a task file, or --repo and --prompt, not both")
     if args.task:
-        task = load_task(args.task)
+        task_file = args.task
+
+        def load() -> LoadedTask:
+            return load_task(task_file)
     elif args.repo and args.prompt:
-        task = build_task({"name": "adhoc", "repo": args.repo, "prompt": args.prompt})
+        repo, prompt = args.repo, args.prompt
+
+        def load() -> LoadedTask:
+            return build_task({"name": "adhoc", "repo": repo, "prompt": prompt})
     else:
         raise ConfigError("give a task file, or both --repo and --prompt")
     flags = Flags(out=args.out, model=args.model, sandbox=args.sandbox, keep=args.keep)
-    return apply_overrides(task, settings, flags), settings, flags
+    return preflight.checked(load, settings, flags), settings, flags
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -172,35 +182,9 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from runner import preflight
-    from runner.policy import Policy
-    from runner.settings import Flags, apply_overrides, load_settings
-    from runner.task import load_task
+    from runner.validate import validate
 
-    task = apply_overrides(load_task(args.task), load_settings(), Flags())
-    spec = task.spec
-    preflight.check(task, check_credentials=False)
-    print(f"{args.task}: valid task {spec.name!r}")
-    print(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else ""))
-    print(f"  model:   {spec.model}")
-    if not (spec.model or "").startswith("scripted:"):
-        from runner.models.credentials import check_credentials
-
-        missing = check_credentials(spec.provider or "anthropic")
-        print(f"  provider: {spec.provider}, credentials " + ("found" if not missing else "MISSING here"))
-        for problem in missing:
-            print(f"astra-run: warning: {problem} (a run here would stop with exit 2)", file=sys.stderr)
-    print(f"  sandbox: {spec.sandbox.backend} ({spec.sandbox.image}, network {spec.sandbox.network} "
-          "in the agent phase)")
-    lim = spec.limits
-    print(f"  limits:  {lim.max_turns} turns, ${lim.max_cost_usd:g}, {lim.timeout:g}s wall clock, "
-          f"{lim.tool_timeout:g}s per tool call, breaker at {lim.circuit_breaker}")
-    print(f"  verify:  {', '.join(v.name for v in spec.verify) or '(none)'}")
-    print(f"  outputs: {spec.outputs.dir}")
-    print("effective policy" + (" (the default: the task sets none)" if spec.policy is None else "") + ":")
-    for line in Policy.from_spec(spec.policy).describe().splitlines():
-        print("  " + line)
-    return 0
+    return validate(args.task, sys.stdout)
 
 
 # -------------------------------------------------------------------------------- cleanup

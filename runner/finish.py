@@ -156,7 +156,7 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
     if (lost := trajectory_failure(ctx)) is not None:
         problems.append(lost)
 
-    set_outcome(result, state, outcome, ctx.notes)
+    set_outcome(result, state, outcome, ctx.notes, expect_changes=ctx.task.spec.expect_changes)
     result.verify += not_run(ctx.task.spec, result.verify, result.reason)
     result.turns, result.tool_calls = state.turns, state.tool_calls
     result.usage, result.cost_usd = dict(state.usage), state.cost_usd

@@ -11,8 +11,14 @@ from runner.reports.junit import redact_junit
 from runner.result import RunResult
 from runner.workspace import GitError
 
+NOTHING_CHANGED = "the agent finished without changing anything"
 
-def set_outcome(result: RunResult, state: AgentState, outcome: AstraError | None, notes: list[str]) -> None:
+
+def set_outcome(
+    result: RunResult, state: AgentState, outcome: AstraError | None, notes: list[str], *, expect_changes: bool = True
+) -> None:
+    """`expect_changes` (the task's field): a run that changed nothing and has no verify checks to
+    show its work is `failed`, unless the task says a run that changes nothing can succeed."""
     if isinstance(outcome, Interrupted):
         result.status, result.exit_code, result.reason = "interrupted", outcome.code, str(outcome)
     elif outcome is not None:
@@ -27,6 +33,10 @@ def set_outcome(result: RunResult, state: AgentState, outcome: AstraError | None
     elif failed := [v.name for v in result.verify if not v.passed]:
         result.status, result.exit_code = "failed", 1
         result.reason = f"verify failed: {', '.join(failed)}"
+    elif expect_changes and not result.verify and result.patch.files_changed == 0:
+        result.status, result.exit_code = "failed", 1
+        result.reason = (f"{NOTHING_CHANGED} (and the task has no verify checks; set `expect_changes: false` "
+                         "when a run that changes nothing is a success)")
     else:
         result.status, result.exit_code = "success", 0
         result.reason = "the agent finished" + (

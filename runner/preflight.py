@@ -1,72 +1,213 @@
 """Checks that need the machine, not just the file: done by `validate` and before a run starts.
 
 A task file can be well-formed and still not runnable here: a `${NAME}` whose host variable is
-unset, a repository path that is not a git repository, a `ref` that names nothing. Each problem
-is reported as `FILE:LINE: field: problem` (exit 2) before anything is created.
+unset, a repository path that is not a git repository, a `ref` that names nothing, a model id
+nobody serves, no API credentials, a sandbox image that was never built, more CPUs than the
+Docker host has, an output directory that is a file. Each problem is reported as
+`FILE:LINE: field: problem` (exit 2) before anything is created.
+
+Credentials are asked of each provider's own chain (runner.models.credentials); `validate`
+reports missing ones as a warning (a task is often checked where they are not), `run` and
+`batch` as a problem (exit 2). A `${NAME}` of a provider's variable is refused anywhere it would
+reach the sandbox or an MCP server.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from runner.errors import ConfigError
+from runner.errors import AstraError, ConfigError
 from runner.models.credentials import check_credentials as credential_problems
 from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
-from runner.models.scripted import resolve_script
+from runner.models.scripted import load_script, resolve_script
+from runner.problems import ConfigProblems, Problem
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
+from runner.yamlio import exists, is_dir
+
+if TYPE_CHECKING:
+    from runner.settings import Flags, Settings
 
 
-def problems(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> list[str]:
-    """Every problem found, as `FILE:LINE: field: what is wrong`.
+KNOWN_UNPRICED = ("claude-haiku-5-5", "claude-mythos-5-2", "claude-mythos-preview")
+"""Real model ids the price file leaves out on purpose (their cost is 'unknown')."""
+_DATE_SUFFIX = re.compile(r"-\d{8}$")
 
-    `check_credentials`: also whether the provider's credentials are there (a run needs them;
-    `validate` reports them apart, since a task is often checked where they are not)."""
-    from runner.workspace import resolve_commit, trusted_git_dir  # git only when asked
 
+def known_models() -> set[str]:
+    """Every model id in the data files of runner/models/ (a JSON object with a `models` map)."""
+    ids = set(KNOWN_UNPRICED)
+    for entry in resources.files("runner.models").iterdir():
+        if not entry.name.endswith(".json"):
+            continue
+        try:
+            data = json.loads(entry.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            ids |= {str(k) for k in data["models"]}
+    return ids
+
+
+def model_problem(model: str, env: Mapping[str, str]) -> str | None:
+    """What is wrong with a model id, if it is surely wrong: not known, and no gateway in between."""
+    if model.startswith(SCRIPTED_PREFIX) or env.get("ANTHROPIC_BASE_URL") or env.get("ASTRA_PRICES_FILE"):
+        return None  # a gateway, a local server or the user's own price file: their own ids
+    known = known_models()
+    if model in known or _DATE_SUFFIX.sub("", model) in known:
+        return None
+    near = difflib.get_close_matches(_DATE_SUFFIX.sub("", model), sorted(known), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"{model!r} is not a known model id{hint} (known: runner/models/*.json)"
+
+
+@dataclass
+class Machine:
+    """What the checks ask of this machine, asked once per command (a batch has many tasks)."""
+
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    notes: list[str] = field(default_factory=list)
+    """What could not be checked (Docker unreachable), for `validate` to say."""
+    _docker: Any = None
+    _docker_tried: bool = False
+    _images: dict[str, bool] = field(default_factory=dict)
+    _info: dict[str, Any] | None = None
+
+    def docker(self) -> Any:
+        if not self._docker_tried:
+            self._docker_tried = True
+            try:
+                from runner.sandbox.docker_engine import connect
+
+                self._docker = connect(timeout=10)
+                self._info = self._docker.info()
+            except (AstraError, Exception) as exc:
+                self._docker = None
+                self.notes.append(f"Docker is not reachable, so the sandbox image and limits were not checked: {exc}")
+        return self._docker
+
+    def has_image(self, image: str) -> bool | None:
+        client = self.docker()
+        if client is None:
+            return None
+        if image not in self._images:
+            import docker
+
+            try:
+                client.images.get(image)
+                self._images[image] = True
+            except docker.errors.ImageNotFound:
+                self._images[image] = False
+            except Exception as exc:
+                self.notes.append(f"could not look up the image {image}: {exc}")
+                return None
+        return self._images[image]
+
+    def docker_cpus(self) -> int | None:
+        return int(self._info["NCPU"]) if self.docker() is not None and self._info and "NCPU" in self._info else None
+
+
+def find(
+    task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True, machine: Machine | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> list[Problem]:
+    """Every problem found. `check_git`: also ask git and Docker (a full preflight).
+    `check_credentials`: also whether the provider's credentials are there (`validate` reports
+    them apart, as warnings: see `credential_warnings`). `skip`: top-level fields that already
+    have problems (their values are stand-ins): not checked again."""
+    machine = machine or Machine()
     spec = task.spec
-    found: list[str] = []
-    for key, value in spec.sandbox.env.items():
+    found: list[Problem] = []
+    for key, value in spec.sandbox.env.items() if "sandbox" not in skip else ():
         for name in HOST_VAR.findall(value):
-            if name not in os.environ:
-                found.append(f"{task.where('sandbox', 'env', key)}: host variable ${{{name}}} is not set")
-    for server_name, server in spec.mcp_servers.items():
+            if name not in machine.env:
+                found.append(task.problem(("sandbox", "env", key), f"host variable ${{{name}}} is not set"))
+    for server_name, server in spec.mcp_servers.items() if "mcp_servers" not in skip else ():
         if server.optional:
             continue
         for section, values in (("env", server.env), ("headers", server.headers)):
             for key, value in values.items():
                 for name in HOST_VAR.findall(value):
-                    if name not in os.environ:
-                        found.append(f"{task.where('mcp_servers', server_name, section, key)}: "
-                                     f"host variable ${{{name}}} is not set")
-    found += provider_secret_refs(task)
-    if check_credentials and spec.model and not spec.model.startswith(SCRIPTED_PREFIX):
-        found += [f"{task.where('provider')}: {p}" for p in credential_problems(spec.provider or "anthropic")]
-    if spec.model and spec.model.startswith(SCRIPTED_PREFIX):
-        try:
-            resolve_script(spec.model, task.base_dir)
-        except ConfigError as exc:
-            found.append(f"{task.where('model')}: {str(exc).removeprefix('model: ')}")
-    if check_git and not is_git_url(task.repo):
-        try:
-            git_dir = trusted_git_dir(task.repo, cache=task.base_dir)  # a local path: no cache used
-        except ConfigError:
-            found.append(f"{task.where('repo')}: {task.repo} is not a git repository")
-        else:
-            try:
-                resolve_commit(git_dir, spec.ref)
-            except ConfigError:
-                found.append(f"{task.where('ref')}: {spec.ref or 'HEAD'} does not name a commit in {task.repo}")
+                    if name not in machine.env:
+                        found.append(task.problem(("mcp_servers", server_name, section, key),
+                                                  f"host variable ${{{name}}} is not set"))
+    if not skip & {"sandbox", "mcp_servers"}:
+        found += provider_secret_refs(task)
+    if not skip & {"model", "provider"}:
+        found += _model(task, machine)
+        if check_credentials:
+            found += credential_warnings(task)
+    out_dir = Path(spec.outputs.dir).expanduser()
+    if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
+        found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
+    if check_git:
+        if not skip & {"repo", "ref"}:
+            found += _git(task)
+        if spec.sandbox.backend == "docker" and "sandbox" not in skip:
+            found += _docker(task, machine)
     return found
 
 
-def check(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> None:
-    if found := problems(task, check_git=check_git, check_credentials=check_credentials):
-        raise ConfigError("\n".join(found))
+def checked(
+    load: Callable[[], LoadedTask], settings: Settings, flags: Flags, *, check_git: bool = True,
+    check_credentials: bool = True, machine: Machine | None = None,
+) -> LoadedTask:
+    """`load()` the task, apply settings and flags, and preflight it: every problem, one ConfigError.
+
+    A task with problems in its file is still preflighted as far as it goes (its other fields),
+    so `validate` says everything at once.
+    """
+    from runner.settings import apply_overrides
+
+    try:
+        task = apply_overrides(load(), settings, flags)
+    except ConfigProblems as exc:
+        if exc.partial is None:
+            raise
+        partial = apply_overrides(exc.partial, settings, flags)
+        more = find(partial, check_git=check_git, check_credentials=check_credentials, machine=machine,
+                    skip=exc.unchecked)
+        raise ConfigProblems([*exc.problems, *more]) from None
+    check(task, check_git=check_git, check_credentials=check_credentials, machine=machine)
+    return task
 
 
-def provider_secret_refs(task: LoadedTask) -> list[str]:
+def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
+    spec = task.spec
+    model = spec.model or ""
+    if model.startswith(SCRIPTED_PREFIX):
+        try:
+            load_script(resolve_script(model, task.base_dir))
+        except ConfigError as exc:
+            return [task.problem(("model",), str(exc).removeprefix("model: "))]
+        return []
+    found = []
+    if (spec.provider or "anthropic") == "anthropic" and (problem := model_problem(model, machine.env)):
+        found.append(task.problem(("model",), problem))
+    return found
+
+
+def credential_warnings(task: LoadedTask) -> list[Problem]:
+    """What the provider's credential chain is missing here (none for a scripted model), placed
+    at `provider` when the task (or ASTRA_PROVIDER) sets it, else at `model`."""
+    spec = task.spec
+    if (spec.model or "").startswith(SCRIPTED_PREFIX):
+        return []
+    written = task.origin.main.positions.has(("provider",)) or ("provider",) in _overridden(task)
+    loc = ("provider",) if written else ("model",)
+    return [task.problem(loc, p) for p in credential_problems(spec.provider or "anthropic")]
+
+
+def provider_secret_refs(task: LoadedTask) -> list[Problem]:
     """`${NAME}` of a model provider's variable in sandbox.env or an MCP server's env or headers:
     refused, whatever the variable holds (SPEC §7: no credential ever enters the sandbox)."""
     spec = task.spec
@@ -79,6 +220,69 @@ def provider_secret_refs(task: LoadedTask) -> list[str]:
         for key, value in values.items():
             for name in HOST_VAR.findall(value):
                 if is_provider_secret_var(name):
-                    found.append(f"{task.where(*loc, key)}: ${{{name}}} is a model provider's variable; "
-                                 "it is never passed to the sandbox or an MCP server")
+                    found.append(task.problem((*loc, key), f"${{{name}}} is a model provider's variable; "
+                                              "it is never passed to the sandbox or an MCP server"))
     return found
+
+
+def _overridden(task: LoadedTask) -> set[tuple[int | str, ...]]:
+    return {loc for layer in task.origin.layers if layer.only for loc in layer.only}
+
+
+def _git(task: LoadedTask) -> list[Problem]:
+    from runner.workspace import resolve_commit, trusted_git_dir  # git only when asked
+
+    if is_git_url(task.repo):
+        return []  # asked of the remote when the run fetches it
+    try:
+        git_dir = trusted_git_dir(task.repo, cache=task.base_dir)  # a local path: no cache used
+    except ConfigError:
+        return [task.problem(("repo",), f"{task.repo} is not a git repository")]
+    try:
+        resolve_commit(git_dir, task.spec.ref)
+    except ConfigError:
+        return [task.problem(("ref",), f"{task.spec.ref or 'HEAD'} does not name a commit in {task.repo}")]
+    return []
+
+
+def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
+    from runner.sandbox.docker_engine import BUILD_HINT
+
+    sandbox = task.spec.sandbox
+    found = []
+    if machine.has_image(sandbox.image) is False:
+        from runner.task import DEFAULT_IMAGE
+
+        ours = sandbox.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
+        hint = BUILD_HINT if ours else "build or load it on this machine (astra-run never pulls images)"
+        found.append(task.problem(("sandbox", "image"),
+                                  f"the image {sandbox.image} is not on this Docker host; {hint}"))
+    cpus = machine.docker_cpus()
+    if cpus is not None and sandbox.cpus > cpus:
+        found.append(task.problem(("sandbox", "cpus"), f"{sandbox.cpus:g} is more than the {cpus} CPU(s) of the "
+                                  "Docker host"))
+    return found
+
+
+def uncommitted_changes(repo: Path) -> int:
+    """How many paths of the user's checkout differ from its HEAD (staged, unstaged or untracked,
+    ignored files not counted): a run starts from a commit and does not see them. 0 when unknown."""
+    from runner.workspace import git  # host git with the safe config (no hooks, no fsmonitor)
+
+    try:
+        proc = git(["-C", str(repo), "status", "--porcelain", "--untracked-files=normal"], check=False, timeout=30)
+    except Exception:
+        return 0
+    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+
+
+def problems(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> list[str]:
+    """Every problem found, as `FILE:LINE: field: what is wrong`."""
+    return [str(p) for p in find(task, check_git=check_git, check_credentials=check_credentials)]
+
+
+def check(
+    task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True, machine: Machine | None = None
+) -> None:
+    if found := find(task, check_git=check_git, check_credentials=check_credentials, machine=machine):
+        raise ConfigProblems(found)

@@ -37,6 +37,7 @@ from runner.agent.events import (
     RunResumed,
     RunStarted,
     SandboxReady,
+    SetupFinished,
 )
 from runner.agent.guards import Guards
 from runner.agent.loop import Agent
@@ -62,7 +63,7 @@ from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
 from runner.settings import Settings
 from runner.signals import early_signal
-from runner.task import LoadedTask
+from runner.task import LoadedTask, is_git_url
 from runner.tools import ToolContext, ToolRegistry
 from runner.verify import run_checks
 from runner.workspace import Workspace
@@ -405,6 +406,10 @@ async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
         field, _, problem = str(exc).partition(": ")
         raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
     ctx.result.base_commit = ctx.workspace.base_commit
+    if not is_git_url(task.repo) and (dirty := await asyncio.to_thread(preflight.uncommitted_changes, Path(task.repo))):
+        emit(Note(f"{task.repo} has {dirty} uncommitted change(s); the run starts from "
+                  f"{spec.ref or 'HEAD'} ({ctx.workspace.base_commit[:12]}) and does not see them: "
+                  "commit them first if the agent should", level="warning"))
     emit(RunStarted(ctx.run_id, spec.name, spec.model or "", ctx.workspace.base_commit, spec.sandbox.backend,
                     spec.limits.model_dump()))
 
@@ -436,13 +441,18 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             deadline_s=spec.limits.timeout, image=spec.sandbox.image, network=spec.sandbox.network,
             cpus=spec.sandbox.cpus, memory=spec.sandbox.memory, pids=spec.sandbox.pids,
             git_dir=workspace.git_dir, base_commit=workspace.base_commit, git_objects=objects,
+            setup_timeout_s=spec.sandbox.setup_timeout,
             git_objects_ready=objects_ready,
             disk=spec.sandbox.disk,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
     started = time.monotonic()
-    await ctx.sandbox.start()
+    try:
+        await ctx.sandbox.start()
+    finally:  # each setup command's output and time, also when one failed
+        for step in ctx.sandbox.setup_log:
+            emit(SetupFinished(step.command, step.exit_code, step.duration_s, step.output_tail, step.timed_out))
     ctx.sandbox_started = True
     emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3)))
 

@@ -15,7 +15,9 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runner.errors import ConfigError
+from runner.problems import Layer, Layers
 from runner.task import DEFAULT_MODEL, Duration, LoadedTask, TaskSpec
+from runner.yamlio import Positions
 
 
 class Settings(BaseSettings):
@@ -33,8 +35,8 @@ class Settings(BaseSettings):
     """ASTRA_IMAGE: the sandbox image."""
     out: str | None = None
     """ASTRA_OUT: the output directory."""
-    max_turns: int | None = Field(default=None, gt=0)
-    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_turns: int | None = Field(default=None, gt=0, le=10_000)
+    max_cost_usd: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
     timeout: Duration | None = None
     tool_timeout: Duration | None = None
     cache: Path = Path.home() / ".cache" / "astra-run"
@@ -71,16 +73,27 @@ def _first(*values: Any) -> Any:
 
 
 def apply_overrides(task: LoadedTask, settings: Settings, flags: Flags) -> LoadedTask:
-    """The task with flags and environment applied over it, in SPEC's order."""
+    """The task with flags and environment applied over it, in SPEC's order.
+
+    Each overridden field is remembered as coming from its flag or variable, so a problem
+    with it (an unknown `--model`) names that, not the task file's line.
+    """
     spec = task.spec
+    sources: dict[tuple[str, ...], str] = {}
+
+    def pick(loc: tuple[str, ...], *candidates: tuple[Any, str]) -> Any:
+        for value, name in candidates:
+            if value is not None:
+                sources[loc] = name
+                return value
+        return None
+
     limits = spec.limits.model_copy(
         update={
             k: v
             for k, v in {
-                "max_turns": settings.max_turns,
-                "max_cost_usd": settings.max_cost_usd,
-                "timeout": settings.timeout,
-                "tool_timeout": settings.tool_timeout,
+                key: pick(("limits", key), (getattr(settings, key), f"ASTRA_{key.upper()}"))
+                for key in ("max_turns", "max_cost_usd", "timeout", "tool_timeout")
             }.items()
             if v is not None
         }
@@ -89,18 +102,21 @@ def apply_overrides(task: LoadedTask, settings: Settings, flags: Flags) -> Loade
         update={
             k: v
             for k, v in {
-                "backend": _first(flags.sandbox, settings.sandbox),
-                "image": settings.image,
+                "backend": pick(("sandbox", "backend"),
+                                (flags.sandbox, "--sandbox"), (settings.sandbox, "ASTRA_SANDBOX")),
+                "image": pick(("sandbox", "image"), (settings.image, "ASTRA_IMAGE")),
             }.items()
             if v is not None
         }
     )
-    outputs = spec.outputs.model_copy(
-        update={"dir": _first(flags.out, settings.out, spec.outputs.dir)}
-    )
-    model = _first(flags.model, settings.model, spec.model, DEFAULT_MODEL)
-    provider = _first(settings.provider, spec.provider, "anthropic")
+    out_dir = pick(("outputs", "dir"), (flags.out, "--out"), (settings.out, "ASTRA_OUT"))
+    outputs = spec.outputs.model_copy(update={"dir": _first(out_dir, spec.outputs.dir)})
+    model = _first(pick(("model",), (flags.model, "--model"), (settings.model, "ASTRA_MODEL")), spec.model,
+                   DEFAULT_MODEL)
+    provider = _first(pick(("provider",), (settings.provider, "ASTRA_PROVIDER")), spec.provider, "anthropic")
     new_spec: TaskSpec = spec.model_copy(
         update={"model": model, "provider": provider, "limits": limits, "sandbox": sandbox, "outputs": outputs}
     )
-    return dataclasses.replace(task, spec=new_spec)
+    layers = task.origin
+    extra = tuple(Layer(name, Positions(root_line=0), only={loc: loc}) for loc, name in sources.items())
+    return dataclasses.replace(task, spec=new_spec, layers=Layers((*extra, *layers.layers)))

@@ -4,6 +4,7 @@ errors name the file, the line and the field (`task.yaml:12: limits.timeout: ...
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -11,29 +12,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from runner.errors import ConfigError
+from runner.problems import ConfigProblems, Layer, Layers, Problem, from_validation
+from runner.yamlio import Positions, load_yaml_file
+from runner.yamlio import parse_yaml as parse_yaml  # re-exported: callers read YAML through this module
+from runner.yamlio import read_yaml_file as read_yaml_file
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_IMAGE = "astra-sandbox:latest"
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+MAX_NAME_LEN = 100
+"""Task names become directory, container and branch names: long ones break all three."""
+MAX_DURATION_S = 7 * 24 * 3600.0
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([bkmgtBKMGT]?)\s*$")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+MIN_MEMORY = 6 * 1024**2
+"""Docker refuses a memory limit under 6 MiB."""
+MAX_PIDS = 4_194_304
+"""Linux's largest pid_max."""
+MAX_CPUS = 1024.0
+_IMAGE_RE = re.compile(
+    r"^(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/)?"  # registry host[:port]/
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # path
+    r"(?::[\w][\w.-]{0,127})?"  # :tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # @digest
+)
+"""Docker's image reference grammar (distribution/reference)."""
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def parse_duration(value: object) -> float:
-    """`90s`, `30m`, `1h` or a number of seconds -> seconds (float, > 0)."""
+    """`90s`, `30m`, `1h` or a number of seconds -> seconds (float, > 0, at most a week)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration like 90s, 30m, 1h or a number of seconds")
     if isinstance(value, int | float):
@@ -42,16 +64,49 @@ def parse_duration(value: object) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration: use 90s, 30m, 1h or a number of seconds")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{value!r} is not a duration: use 90s, 30m, 1h or a number of seconds")
     if seconds <= 0:
         raise ValueError("a duration must be greater than zero")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"{value!r} is longer than the most allowed, 7 days ({MAX_DURATION_S:g}s)")
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def parse_size(text: str, what: str = "") -> int:
+    """`512m`, `4g`, `1.5g`, `1024` (bytes) -> bytes. Units are powers of 1024, as Docker's."""
+    m = _SIZE_RE.match(text)
+    kind = f"{what} size" if what else "size"
+    if not m:
+        raise ValueError(f"{text!r} is not a {kind} like 512m or 4g")
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a {kind} like 512m or 4g")
+    return int(value)
+
+
+def _one_line_text(what: str, v: str, limit: int = 4096) -> str:
+    if any(c in v for c in "\0\n\r"):
+        raise ValueError(f"{what} must be one line without NUL")
+    if len(v) > limit:
+        raise ValueError(f"{what} is longer than {limit} characters")
+    return v
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME_RE.match(name):
+        raise ValueError(f"{name[:60]!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
+    return name
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SandboxSpec(_Strict):
@@ -63,22 +118,56 @@ class SandboxSpec(_Strict):
     """Run before the agent, as root, with network on."""
     network: Literal["none", "bridge"] = "none"
     """Network during the agent phase."""
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     """Environment of the sandbox; `${NAME}` takes a host variable (and is redacted in outputs)."""
     setup_timeout: Duration = 600.0
     """Wall clock for all `setup` commands together."""
-    cpus: float = Field(default=2, gt=0)
+    cpus: float = Field(default=2, ge=0.01, le=MAX_CPUS)
     memory: str = "4g"
-    pids: int = Field(default=512, gt=0)
+    pids: int = Field(default=512, gt=0, le=MAX_PIDS)
     disk: str = "10g"
     """The most the worktree may hold; more is a limit (exit 3)."""
 
-    @field_validator("memory", "disk")
+    @field_validator("image")
     @classmethod
-    def _size(cls, v: str, info: ValidationInfo) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", v.strip()):
-            raise ValueError(f"{v!r} is not a {info.field_name} size like 512m or 4g")
+    def _image(cls, v: str) -> str:
+        if len(v) > 255 or not _IMAGE_RE.match(v):
+            raise ValueError(f"{v[:100]!r} is not an image reference like astra-sandbox:latest or "
+                             "registry.example/team/image:1.2")
+        return v
+
+    @field_validator("memory", "disk", mode="before")
+    @classmethod
+    def _bytes(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # a number of bytes
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        size = parse_size(v, "memory")
+        if size < MIN_MEMORY:
+            raise ValueError(f"{v!r} is less than Docker's smallest memory limit, 6m")
+        if size > 1024**4:
+            raise ValueError(f"{v!r} is more than 1t")
         return v.strip()
+
+    @field_validator("disk")
+    @classmethod
+    def _disk(cls, v: str) -> str:
+        size = parse_size(v, "disk")
+        if size < 1024**2:
+            raise ValueError(f"{v!r} is less than the smallest disk limit, 1m")
+        if size > 64 * 1024**4:
+            raise ValueError(f"{v!r} is more than 64t")
+        return v.strip()
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if "\0" in value:
+                raise ValueError(f"{name}: the value holds a NUL character")
+        return v
 
 
 class PolicySpec(_Strict):
@@ -89,13 +178,13 @@ class PolicySpec(_Strict):
 
 
 class LimitsSpec(_Strict):
-    max_turns: int = Field(default=50, gt=0)
-    max_cost_usd: float = Field(default=5.0, gt=0)
+    max_turns: int = Field(default=50, gt=0, le=10_000)
+    max_cost_usd: float = Field(default=5.0, gt=0, le=100_000)
     timeout: Duration = 30 * 60.0
     """Wall clock for the whole run."""
     tool_timeout: Duration = 120.0
     """Default per tool call; a bash call may ask for less, never more."""
-    circuit_breaker: int = Field(default=5, gt=0)
+    circuit_breaker: int = Field(default=5, gt=0, le=1000)
     """Consecutive failed tool calls or model calls before giving up."""
 
 
@@ -110,7 +199,7 @@ class VerifySpec(_Strict):
     def _name(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("a verify check needs a non-empty name")
-        return v
+        return _one_line_text("a verify name", v, 200)
 
 
 class McpServerSpec(_Strict):
@@ -150,19 +239,26 @@ class ModelOptionsSpec(_Strict):
 
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
     thinking: Literal["adaptive", "between_tools", "off"] | None = None
-    max_output_tokens: int | None = Field(default=None, gt=0)
+    max_output_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
 
 
 class ContextSpec(_Strict):
     """SPEC §2 `context`: what a run does when its history outgrows the model's window."""
 
     strategy: Literal["auto", "compact", "clear", "none"] = "auto"
-    trigger_tokens: int | None = Field(default=None, gt=0)
+    trigger_tokens: int | None = Field(default=None, gt=0, le=100_000_000)
     """Default: from the model's context window."""
 
 
 class OutputsSpec(_Strict):
     dir: str = "astra-out"
+
+    @field_validator("dir")
+    @classmethod
+    def _dir(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the output directory cannot be empty")
+        return _one_line_text("the output directory", v)
 
 
 class TaskSpec(_Strict):
@@ -192,7 +288,29 @@ class TaskSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if not NAME_RE.match(v):
-            raise ValueError(f"{v!r} may hold only letters, digits, '.', '_' and '-'")
+            raise ValueError(f"{v[:100]!r} may hold only letters, digits, '.', '_' and '-'")
+        if len(v) > MAX_NAME_LEN:
+            raise ValueError(f"the name is {len(v)} characters long; at most {MAX_NAME_LEN}")
+        return v
+
+    @field_validator("repo", "ref")
+    @classmethod
+    def _not_an_option(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not v.strip():
+                raise ValueError("cannot be empty")
+            if v.startswith("-"):
+                raise ValueError(f"{v[:100]!r} starts with '-' (git would read it as an option)")
+            _one_line_text("the value", v)
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith("scripted:"):
+            return _one_line_text("a scripted model's path", v)
+        if v is not None and (not v.strip() or any(c.isspace() for c in v) or len(v) > 1000):
+            raise ValueError(f"{v[:100]!r} is not a model id (one word, like {DEFAULT_MODEL})")
         return v
 
     @model_validator(mode="after")
@@ -217,125 +335,78 @@ class LoadedTask:
     prompt: str
     repo: str
     """An absolute local path or a git URL."""
-    root: yaml.Node | None = field(default=None, compare=False, repr=False)
-    """The file's YAML node tree, so later checks can name the line of a field."""
+    root: Positions | None = field(default=None, compare=False, repr=False)
+    """Where each field is written in the task file, so later checks can name its line."""
+    layers: Layers | None = field(default=None, compare=False, repr=False)
+    """Every file that wrote a field of this task (the task file, a manifest's defaults, ...)."""
 
     @property
     def source(self) -> str:
-        return str(self.path) if self.path else "<command line>"
+        return self.origin.source
+
+    @property
+    def origin(self) -> Layers:
+        if self.layers is not None:
+            return self.layers
+        return Layers.of(str(self.path) if self.path else "<command line>", self.root)
+
+    def problem(self, loc: Sequence[int | str], message: str) -> Problem:
+        """A problem about the field at `loc`, placed where that field was written."""
+        return self.origin.problem(loc, message)
 
     def where(self, *loc: int | str) -> str:
         """`FILE:LINE: field.path` for messages about the field at `loc`."""
-        return f"{self.source}:{line_of(self.root, *loc)}: {_format_loc(list(loc))}"
+        source, line, shown = self.origin.locate(loc)
+        return f"{source}:{line}: {shown}"
 
 
-# ---------------------------------------------------------------- loading with line numbers
+# ------------------------------------------------------------------------------ loading
 
 
-def line_of(root: yaml.Node | None, *loc: int | str) -> int:
+def line_of(root: Positions | None, *loc: int | str) -> int:
     """The line (1-based) where the field at `loc` is written, or the deepest written part of it."""
-    return _node_line(root, loc)[0]
+    return root.line(loc) if root is not None else 1
 
 
-def _node_line(node: yaml.Node | None, loc: Sequence[int | str]) -> tuple[int, bool]:
-    """Line (1-based) where the field at `loc` is written: its key in a mapping, its item in a list.
-
-    When the field is not in the file (a missing key), the line of the deepest part that is.
-    Returns (line, found).
-    """
-    if node is None:
-        return 1, False
-    current: yaml.Node = node
-    line = node.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                if key.value == part:
-                    line, child = key.start_mark.line + 1, value
-                    break
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int) and part < len(current.value):
-            child = current.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            return line, False
-        current = child
-    return line, True
-
-
-def _parse_loc(loc: str) -> list[int | str]:
-    """`policy.allow[2]` -> ["policy", "allow", 2]."""
-    parts: list[int | str] = []
-    for piece in re.findall(r"[^.\[\]]+|\[\d+\]", loc):
-        parts.append(int(piece[1:-1]) if piece.startswith("[") else piece)
-    return parts
-
-
-def _describe(err: Mapping[str, Any]) -> str:
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required field is missing"
-    msg = str(err.get("msg", "invalid value"))
-    return msg.removeprefix("Value error, ")
-
-
-def _format_loc(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def validation_messages(source: str, root: yaml.Node | None, exc: ValidationError) -> list[str]:
+def validation_messages(source: str, root: Positions | None, exc: ValidationError) -> list[str]:
     """pydantic errors as `FILE:LINE: field.path: what is wrong`, one per problem."""
-    lines = []
-    for err in exc.errors():
-        # pydantic appends the validator/type name for union members; drop non-field parts.
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-        line, _ = _node_line(root, loc)
-        lines.append(f"{source}:{line}: {_format_loc(loc)}: {_describe(err)}")
-    return lines
+    return [str(p) for p in from_validation(exc, Layers.of(source, root))]
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
-    """YAML text -> (data, node tree). Syntax errors become ConfigError with the line."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 1
-        raise ConfigError(f"{source}:{line}: YAML syntax error: {exc.problem or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}:1: YAML error: {exc}") from None
-    return data, root
+def load_task(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    overrides_layer: Layer | None = None,
+) -> LoadedTask:
+    """Read, validate and resolve a task file. Raises ConfigError with every problem found.
 
-
-def read_yaml_file(file: Path, what: str) -> tuple[Any, yaml.Node | None]:
-    """A YAML file's data and node tree; a missing, unreadable or malformed file is a ConfigError."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: no such {what}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read the {what}: {exc}") from None
-    return parse_yaml(text, str(file))
-
-
-def load_task(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> LoadedTask:
-    """Read, validate and resolve a task file. Raises ConfigError with every problem found."""
+    `overrides`: values under the file's own (a manifest's defaults); `overrides_layer` says
+    where they were written, so a problem in them is reported there, once.
+    """
     file = Path(path)
     source = str(path)
-    data, root = read_yaml_file(file, "task file")
+    data, root, yaml_problems = load_yaml_file(file, "task file", source=source)
+    layers = Layers.of(source, root, *([overrides_layer] if overrides_layer else []))
     if data is None:
-        raise ConfigError(f"{source}:1: (top level): the task file is empty")
+        raise ConfigProblems([*yaml_problems, layers.problem((), "the task file is empty")])
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: (top level): expected a mapping of keys, got {type(data).__name__}")
+        raise ConfigProblems([*yaml_problems, layers.problem((), f"expected a mapping of keys, got {_kind(data)}")])
     if overrides:
         data = deep_merge(dict(overrides), data)
-    return build_task(data, root=root, source=source, base_dir=file.resolve().parent, path=file.resolve())
+    try:
+        task = build_task(data, root=root, source=source, base_dir=file.resolve().parent, path=file.resolve(),
+                          layers=layers)
+    except ConfigProblems as exc:
+        raise ConfigProblems([*yaml_problems, *exc.problems], partial=exc.partial, unchecked=exc.unchecked) from None
+    if yaml_problems:
+        raise ConfigProblems(yaml_problems, partial=task)
+    return task
+
+
+def _kind(value: object) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__)
 
 
 def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,45 +423,26 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
 def build_task(
     data: Mapping[str, Any],
     *,
-    root: yaml.Node | None = None,
+    root: Positions | None = None,
     source: str = "<command line>",
     base_dir: Path | None = None,
     path: Path | None = None,
+    layers: Layers | None = None,
 ) -> LoadedTask:
-    """Validate task data and resolve its repo and prompt relative to `base_dir`."""
+    """Validate task data and resolve its repo and prompt relative to `base_dir`.
+
+    Every problem is found in one pass (ConfigProblems): the schema's, and the checks of the
+    values that passed it (prompt file, repo, policy rules, verify names, ...).
+    """
+    from runner.taskcheck import check_task  # late import: it needs the schema above
+
     base_dir = base_dir or Path.cwd()
-    try:
-        spec = TaskSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError("\n".join(validation_messages(source, root, exc))) from None
-
-    def where(*loc: str) -> str:
-        return f"{source}:{_node_line(root, loc)[0]}: {'.'.join(loc)}"
-
-    if spec.prompt_file is not None:
-        prompt_path = (base_dir / spec.prompt_file).resolve()
-        try:
-            prompt = prompt_path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"{where('prompt_file')}: cannot read {prompt_path}: {exc.strerror}") from None
-    else:
-        prompt = spec.prompt or ""
-    if not prompt.strip():
-        raise ConfigError(f"{where('prompt' if spec.prompt is not None else 'prompt_file')}: the prompt is empty")
-
-    if is_git_url(spec.repo):
-        repo = spec.repo
-    else:
-        repo_path = (base_dir / spec.repo).resolve()
-        if not repo_path.is_dir():
-            raise ConfigError(f"{where('repo')}: {repo_path} does not exist or is not a directory")
-        repo = str(repo_path)
-    from runner.policy import check_rules  # late import: policy imports this module
-
-    if spec.policy is not None and (problems := check_rules(spec.policy)):
-        raise ConfigError("\n".join(f"{source}:{_node_line(root, _parse_loc(loc))[0]}: {loc}: {msg}"
-                                     for loc, msg in problems))
-    for name, server in spec.mcp_servers.items():
-        if server.url is not None and server.where == "sandbox":
-            raise ConfigError(f"{where('mcp_servers', name, 'where')}: HTTP servers are reached from the host")
-    return LoadedTask(spec=spec, path=path, base_dir=base_dir, prompt=prompt, repo=repo, root=root)
+    layers = layers or Layers.of(source, root)
+    checked = check_task(data, layers, base_dir)
+    task = None if checked.spec is None else LoadedTask(
+        spec=checked.spec, path=path, base_dir=base_dir, prompt=checked.prompt, repo=checked.repo, root=root,
+        layers=layers)
+    if checked.problems or task is None:
+        raise ConfigProblems(checked.problems or [layers.problem((), "invalid task")], partial=task,
+                             unchecked=checked.unchecked)
+    return task

@@ -79,6 +79,18 @@ class Note(Event):
 
 
 @dataclass(frozen=True)
+class SetupFinished(Event):
+    """One setup command ran (before the agent, as root, with network)."""
+
+    kind: ClassVar[str] = "setup"
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output_tail: str
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
 class SandboxReady(Event):
     """The sandbox is up (setup done, network cut, helper answering): the agent starts next."""
 

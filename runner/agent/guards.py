@@ -35,7 +35,8 @@ class Guards:
 
     def before_model_call(self) -> None:
         if self.turns >= self.max_turns:
-            raise LimitExceeded(f"max_turns reached: {self.turns} of {self.max_turns} turns used",
+            unit = "turn" if self.max_turns == 1 else "turns"
+            raise LimitExceeded(f"max_turns reached: {self.turns} of {self.max_turns} {unit} used",
                                 limit="max_turns", value=self.max_turns)
         if self.cost_usd is not None and self.cost_usd >= self.max_cost_usd:
             spent = (f"an estimated ${self.cost_usd:.4f} (at the highest known prices: a model's price is unknown)"

@@ -78,6 +78,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     out = Path(args.out or settings.out or DEFAULT_OUT).expanduser().resolve()  # --out, $ASTRA_OUT, default
     planned = load_manifest(args.manifest, settings, out)
     mine = select_shard(planned, shard)
+    if getattr(args, "dry_run", False):
+        from runner.validate import print_task_table
+
+        where = f"shard {shard}: {len(mine)} of {len(planned)} task(s)" if shard else f"{len(mine)} task(s)"
+        print(f"astra-run batch: dry run: {where} would run, outputs in {out}; nothing was run")
+        print_task_table(mine, sys.stdout)
+        return 0
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -154,7 +161,7 @@ def _run_batch(
     return finish()
 
 
-def _print_total(entries: Sequence[Entry], code: int, out: Path) -> None:
+def _print_total(entries: Sequence[Entry], code: int, out: Path, command: str = "batch") -> None:
     counts: dict[str, int] = {}
     total = 0.0
     unknown = False
@@ -168,7 +175,7 @@ def _print_total(entries: Sequence[Entry], code: int, out: Path) -> None:
             unknown = True
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
     cost_text = format_cost(None if unknown else total)
-    print(f"astra-run batch: {len(entries)} task(s): {tally}; cost {cost_text}; exit {code}; see {out}/summary.md")
+    print(f"astra-run {command}: {len(entries)} task(s): {tally}; cost {cost_text}; exit {code}; see {out}/summary.md")
 
 
 # ------------------------------------------------------------------------------------ merge
@@ -254,7 +261,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     title = titles[0] if titles and all(t == titles[0] for t in titles) else f"merge of {len(args.dirs)} directories"
     summary = write_aggregates(out, merged, title=title, exit_code=code)
     append_step_summary(summary)  # when $GITHUB_STEP_SUMMARY is set
-    _print_total(merged, code, out)
+    _print_total(merged, code, out, "merge")
     return code
 
 

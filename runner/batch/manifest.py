@@ -23,31 +23,20 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from runner import preflight
 from runner.batch.aggregate import AGGREGATE_FILES
 from runner.errors import ConfigError
-from runner.models.scripted import PREFIX as SCRIPTED
-from runner.models.scripted import resolve_script
+from runner.problems import ConfigProblems, Layer, Layers, Problem, from_validation, messages_of
 from runner.settings import Flags, Settings, apply_overrides
-from runner.task import (
-    LoadedTask,
-    TaskSpec,
-    build_task,
-    deep_merge,
-    is_git_url,
-    line_of,
-    load_task,
-    parse_yaml,
-    read_yaml_file,
-    validation_messages,
-)
+from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, load_task
+from runner.yamlio import Positions, is_dir, is_file, load_yaml_file
 
 SHARD_ENV = "ASTRA_SHARD"
 SHARD_COUNT_ENV = "ASTRA_SHARD_COUNT"
@@ -127,112 +116,123 @@ def _repo_labels(repos: Sequence[str]) -> list[str]:
     return labels
 
 
-def load_manifest(path: str | os.PathLike[str], settings: Settings, out: Path) -> list[PlannedTask]:
-    """Every task of the manifest, validated, sorted by name. Raises ConfigError with all problems."""
+def load_manifest(
+    path: str | os.PathLike[str], settings: Settings, out: Path, *, check_machine: bool = True,
+    check_credentials: bool = True,
+) -> list[PlannedTask]:
+    """Every task of the manifest, validated, sorted by name. Raises ConfigError with all problems.
+
+    Each problem is reported once, where it was written: a bad default at the manifest's line
+    (not once per task), a matrix cell's repo or ref at its line in `matrix:`. With
+    `check_machine`, every task is also preflighted (git refs, model, credentials, image) before
+    anything runs.
+    """
     file = Path(path)
     source = str(path)
-    data, root = read_yaml_file(file, "manifest file")
+    data, root, problems = load_yaml_file(file, "manifest file", source=source)
+    errors: list[Problem | str] = list(problems)
+    manifest = Layers.of(source, root)
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}:1: (top level): a manifest is a mapping with `tasks` and/or `matrix`")
+        raise ConfigProblems([*errors, manifest.problem((), "a manifest is a mapping with `tasks` and/or `matrix`")])
     try:
         spec = ManifestSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("\n".join(validation_messages(source, root, exc))) from None
+        raise ConfigProblems([*errors, *from_validation(exc, manifest)]) from None
     base = file.resolve().parent
-    errors = _check_defaults(spec.defaults, source, root)
+    defaults = Layer(source, root, prefix=("defaults",))
+    machine = preflight.Machine()
+    errors += _check_defaults(spec.defaults, source, root)
     planned: list[PlannedTask] = []
     seen: set[Path] = set()
     for i, pattern in enumerate(spec.tasks):
         files = _expand(base, pattern)
         if not files:
-            errors.append(f"{source}:{line_of(root, 'tasks', i)}: tasks[{i}]: {pattern!r} matches no file")
+            errors.append(manifest.problem(("tasks", i), f"{pattern!r} matches no file"))
         for task_file in files:
             if task_file in seen:
                 continue  # listed twice (two globs): run once
             seen.add(task_file)
             shown = display_path(task_file)
             try:
-                task = load_task(shown, overrides=spec.defaults)
+                task = load_task(shown, overrides=spec.defaults, overrides_layer=defaults)
             except ConfigError as exc:
-                errors.append(str(exc))
+                errors += _with_preflight(exc, settings, out, check_machine, check_credentials, machine)
                 continue
             planned.append(PlannedTask(task.spec.name, shown, task))
     if spec.matrix is not None:
-        planned += _matrix_tasks(spec.matrix, spec.defaults, base, source, root, errors)
+        planned += _matrix_tasks(spec.matrix, spec.defaults, base, source, root, errors,
+                                 lambda exc: _with_preflight(exc, settings, out, check_machine, check_credentials,
+                                                             machine))
     errors += _check_names(planned)
     final = []
     for p in planned:
         task = apply_overrides(p.task, settings, Flags(out=str(out / p.name)))
-        if task.spec.model and task.spec.model.startswith(SCRIPTED):
-            try:  # as `astra-run validate` does: a missing script is a configuration error
-                resolve_script(task.spec.model, task.base_dir)
-            except ConfigError as exc:
-                errors.append(f"{p.origin}: {exc}")
+        errors += preflight.find(task, check_git=check_machine, check_credentials=check_credentials, machine=machine)
         final.append(PlannedTask(p.name, p.origin, task))
     if errors:
-        raise ConfigError("\n".join(errors))
+        raise ConfigProblems(errors)
     return sorted(final, key=lambda p: p.name)
+
+
+def _with_preflight(
+    exc: ConfigError, settings: Settings, out: Path, check_machine: bool, check_credentials: bool,
+    machine: preflight.Machine,
+) -> list[Problem | str]:
+    """A task's problems, and the machine checks of what of it could be built (one pass)."""
+    found = messages_of(exc)
+    if isinstance(exc, ConfigProblems) and exc.partial is not None:
+        name = exc.partial.spec.name
+        partial = apply_overrides(exc.partial, settings, Flags(out=str(out / name)))
+        found += preflight.find(partial, check_git=check_machine, check_credentials=check_credentials,
+                                machine=machine, skip=exc.unchecked)
+    return found
 
 
 def _expand(base: Path, pattern: str) -> list[Path]:
     full = pattern if os.path.isabs(pattern) else str(base / pattern)
     if glob.has_magic(pattern):
-        return sorted(Path(p).resolve() for p in glob.glob(full, recursive=True) if Path(p).is_file())
-    return [Path(full).resolve()] if Path(full).is_file() else []
+        return sorted(Path(p).resolve() for p in glob.glob(full, recursive=True) if is_file(Path(p)))
+    return [Path(full).resolve()] if is_file(Path(full)) else []
 
 
-def _check_defaults(defaults: Mapping[str, Any], source: str, root: yaml.Node | None) -> list[str]:
+def _check_defaults(defaults: Mapping[str, Any], source: str, root: Positions) -> list[Problem]:
+    """The defaults' own problems, at the manifest's lines (the tasks' copies of them dedupe away)."""
     errors = []
     for key in defaults:
         if key == "name":
-            errors.append(f"{source}:{line_of(root, 'defaults', key)}: defaults.name: a name cannot be a default "
-                          "(every task needs its own)")
-        elif key not in TaskSpec.model_fields:
-            errors.append(f"{source}:{line_of(root, 'defaults', key)}: defaults.{key}: unknown key")
+            errors.append(Problem(source, root.line(("defaults", key)), "defaults.name",
+                                  "a name cannot be a default (every task needs its own)"))
     if errors:
         return errors
-    try:  # the types of the defaults, checked once here rather than once per task file
+    dummy = Layers((Layer("<defaults>", Positions()), Layer(source, root, prefix=("defaults",))))
+    try:  # the defaults' types, checked once here, even when no task file matched
         TaskSpec.model_validate(deep_merge({"name": "defaults", "prompt": "-"}, defaults))
     except ValidationError as exc:
-        # the problems as a task file's, placed in the manifest: lines within `defaults:`, fields under it
-        node, fallback = _value_node(root, "defaults"), line_of(root, "defaults")
-        for message in validation_messages(source, node, exc):
-            line, field_and_problem = message[len(source) + 1:].split(": ", 1)
-            if field_and_problem.startswith("(top level): "):
-                continue  # no field (both `prompt` and `prompt_file`...): shows in each task file instead
-            errors.append(f"{source}:{line if node is not None else fallback}: defaults.{field_and_problem}")
+        errors += [p for p in from_validation(exc, dummy) if p.source == source]
     return errors
 
 
-def _value_node(root: yaml.Node | None, key: str) -> yaml.Node | None:
-    """The node of `key`'s value in a mapping node."""
-    if isinstance(root, yaml.MappingNode):
-        for k, v in root.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                node: yaml.Node = v
-                return node
-    return None
-
-
 def _matrix_tasks(
-    matrix: MatrixSpec, defaults: Mapping[str, Any], base: Path, source: str, root: yaml.Node | None,
-    errors: list[str],
+    matrix: MatrixSpec, defaults: Mapping[str, Any], base: Path, source: str, root: Positions,
+    errors: list[Problem | str], on_error: Callable[[ConfigError], list[Problem | str]],
 ) -> list[PlannedTask]:
     template = (base / matrix.template).resolve()
     shown = display_path(template)
     try:
-        data, troot = parse_yaml(template.read_text(encoding="utf-8"), shown)
-    except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{source}:{line_of(root, 'matrix', 'template')}: matrix.template: cannot read {shown}: {exc}")
-        return []
+        data, troot, problems = load_yaml_file(template, "matrix template", source=shown)
     except ConfigError as exc:
-        errors.append(str(exc))
+        if "no such" in str(exc) or "not a regular file" in str(exc) or "directory" in str(exc):
+            errors.append(Problem(source, root.line(("matrix", "template")), "matrix.template", str(exc)))
+        else:
+            errors += messages_of(exc)
         return []
+    errors += problems
     if not isinstance(data, dict):
-        errors.append(f"{shown}:1: (top level): expected a mapping of keys")
+        errors.append(Problem(shown, 1, "(top level)", "expected a mapping of keys"))
         return []
     labels = _repo_labels(matrix.repos)
     refs: list[str | None] = list(matrix.refs) if matrix.refs else [None]
+    defaults_layer = Layer(source, root, prefix=("defaults",))
     out = []
     for ri, repo in enumerate(matrix.repos):
         label = labels[ri]
@@ -240,24 +240,27 @@ def _matrix_tasks(
             resolved = repo
         else:
             resolved = str((base / repo).resolve())
-            if not Path(resolved).is_dir():
-                errors.append(f"{source}:{line_of(root, 'matrix', 'repos', ri)}: matrix.repos[{ri}]: "
-                              f"{resolved} does not exist or is not a directory")
+            if not is_dir(Path(resolved)):
+                errors.append(Problem(source, root.line(("matrix", "repos", ri)), f"matrix.repos[{ri}]",
+                                      f"{resolved} does not exist or is not a directory"))
                 continue
-        for ref in refs:
+        for rj, ref in enumerate(refs):
             cell = deep_merge(defaults, data)
             cell["repo"] = resolved
             suffix = f".{label}" + (f".{_slug(ref)}" if ref is not None else "")
+            cell_fields: dict[tuple[int | str, ...], tuple[int | str, ...]] = {("repo",): ("matrix", "repos", ri)}
             if ref is not None:
                 cell["ref"] = ref
+                cell_fields[("ref",)] = ("matrix", "refs", rj)
             if isinstance(cell.get("name"), str):
                 cell["name"] = cell["name"] + suffix
             origin = f"{shown} (matrix: repo {repo}" + (f", ref {ref})" if ref is not None else ")")
+            layers = Layers((Layer(shown, troot), Layer(source, root, only=cell_fields), defaults_layer))
             try:
-                task = build_task(cell, root=troot, source=shown, base_dir=template.parent, path=template)
+                task = build_task(cell, root=troot, source=shown, base_dir=template.parent, path=template,
+                                  layers=layers)
             except ConfigError as exc:
-                if str(exc) not in errors:
-                    errors.append(str(exc))
+                errors += on_error(exc)
                 continue
             out.append(PlannedTask(task.spec.name, origin, task))
     return out

@@ -84,9 +84,10 @@ class Progress:
             self.spent += cost
         elapsed = result.get("duration_s") or (time.monotonic() - state.started if state else 0.0)
         patch = result.get("patch") if isinstance(result.get("patch"), dict) else {}
+        turns = f"{result.get('turns', 0)} turn{'' if result.get('turns') == 1 else 's'}"
         self._emit(
             f"{self._counter()} finished {one_line(name, 80)}: {result.get('status')} (exit {result.get('exit_code')})"
-            f", {result.get('turns', 0)} turns, {format_cost(cost if isinstance(cost, int | float) else None)}"
+            f", {turns}, {format_cost(cost if isinstance(cost, int | float) else None)}"
             f", {(patch or {}).get('files_changed', 0)} file(s) changed, {float(elapsed):.1f}s"
             + (f" - {one_line(result.get('reason'), 120)}" if result.get("status") != "success" else "")
         )

@@ -37,9 +37,17 @@ def decide(env: GitHubEnv, event: dict[str, Any], environ: Mapping[str, str], ap
         return req
     perm = api.permission(req.actor)
     if not perm.can_write:
-        return Skip(f"{req.actor} has {perm.permission} permission (role {perm.role_name}) on {env.repository}; "
+        return Skip(f"{req.actor} has {_access(perm.permission, perm.role_name)} on {env.repository}; "
                     "astra-run runs only for write, maintain or admin")
     return req
+
+
+def _access(permission: str, role: str | None) -> str:
+    """`no access`, `read access`, `read access (role triage)`: the words a person would use."""
+    if permission in ("none", ""):
+        return "no access"
+    extra = f" (role {role})" if role and role != permission else ""
+    return f"{permission} access{extra}"
 
 
 def _write(path: str | None, values: Mapping[str, str]) -> None:

@@ -20,7 +20,6 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runner.errors import ConfigError
@@ -66,12 +65,9 @@ class ScriptedTurn(BaseModel):
 
 
 def load_script(path: Path) -> list[ScriptedTurn]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the scripted model: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML error in the scripted model: {exc}") from None
+    from runner.yamlio import read_yaml_file  # limits: size, encoding, depth, file type
+
+    data, _ = read_yaml_file(path, "scripted model")
     if not isinstance(data, list):
         raise ConfigError(f"{path}:1: a scripted model is a YAML list of turns")
     turns = []
@@ -118,8 +114,10 @@ class ScriptedModel:
 
 
 def resolve_script(spec: str, base_dir: Path) -> Path:
+    from runner.yamlio import is_file  # a path the system refuses (too long) is simply not found
+
     raw = Path(spec[len(PREFIX):]).expanduser()
     for candidate in ([raw] if raw.is_absolute() else [base_dir / raw, Path.cwd() / raw]):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate.resolve()
     raise ConfigError(f"model: scripted model file {raw} not found (relative to {base_dir} or the current directory)")

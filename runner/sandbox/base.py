@@ -75,6 +75,21 @@ class ExecResult:
         return self.exit_code == 0 and not self.timed_out
 
 
+SETUP_TAIL = 4000
+"""Characters of each setup command's output kept for the trajectory and the console."""
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One setup command as it ran (shown on the console with -v and written to the trajectory)."""
+
+    command: str
+    exit_code: int | None
+    duration_s: float
+    output_tail: str
+    timed_out: bool = False
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """What a backend needs to know about the run, independent of the backend."""
@@ -86,6 +101,7 @@ class SandboxConfig:
     """Extra environment for commands (sandbox.env, already expanded)."""
     setup: Sequence[str] = ()
     setup_timeout_s: float = 600.0
+    """Wall clock for all setup commands together (the task's sandbox.setup_timeout)."""
     deadline_s: float = 1800.0
     """Wall clock of the whole run: the sandbox must not outlive it by much."""
     image: str = "astra-sandbox:latest"
@@ -274,6 +290,8 @@ class Sandbox(ABC):
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self._helper: HelperClient | None = None
+        self.setup_log: list[SetupStep] = []
+        """Each setup command that ran, in order (also when one failed)."""
 
     # -- lifecycle: what a backend implements
 

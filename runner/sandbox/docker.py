@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SandboxError
-from runner.sandbox.base import WORKSPACE, Sandbox, SandboxConfig, check_env, clear_setid_bits
+from runner.sandbox.base import SETUP_TAIL, WORKSPACE, Sandbox, SandboxConfig, SetupStep, check_env, clear_setid_bits
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -249,10 +249,15 @@ class DockerSandbox(Sandbox):
         before = await engine_call(
             lambda: _control(lambda: self._client.api.diff(cid), "list the sandbox's changes"), "diff")
         try:
+            budget_end = time.monotonic() + self.config.setup_timeout_s  # for all setup commands together
             for command in self.config.setup:
-                r = await self.exec(command, timeout=self.config.setup_timeout_s)
+                started = time.monotonic()
+                r = await self.exec(command, timeout=max(1.0, budget_end - started))
+                self.setup_log.append(SetupStep(command, r.exit_code, round(time.monotonic() - started, 3),
+                                                r.output[-SETUP_TAIL:], r.timed_out))
                 if r.timed_out:
-                    raise SandboxError(f"setup command timed out after {self.config.setup_timeout_s:.0f}s: {command}")
+                    raise SandboxError(f"setup command timed out after {self.config.setup_timeout_s:g}s "
+                                       f"(sandbox.setup_timeout, for all setup commands together): {command}")
                 if r.exit_code != 0:
                     raise SandboxError(f"setup command failed (exit {r.exit_code}): {command}\n{r.output[-2000:]}")
             q = await self.helper.request("quiesce", timeout=60)

@@ -127,17 +127,27 @@ def _control(fn: Callable[[], T], what: str, *, attempts: int = CONTROL_ATTEMPTS
     failure. Each try is bounded by the client's timeout (CONTROL_TIMEOUT_S); no new try starts
     once `budget_s` has passed since the first (a daemon that times out every request costs
     about `budget_s` + one timeout, not attempts x the timeout).
+
+    A retry that finds the object gone (404) re-raises the failure that made it go: a container
+    whose start failed is removed by auto_remove, and its real cause (the daemon's message) must
+    not be hidden behind "No such container".
     """
     docker = _docker_module()
     import requests
 
+    first: Exception | None = None
     give_up = time.monotonic() + budget_s
     for attempt in range(1, attempts + 1):
         try:
             return fn()
+        except docker.errors.NotFound:
+            if first is not None:
+                raise first from None
+            raise
         except docker.errors.APIError as exc:
             if not exc.is_server_error() or attempt == attempts or time.monotonic() >= give_up:
                 raise
+            first = first or exc
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
             if attempt == attempts or time.monotonic() >= give_up:
                 raise
@@ -158,9 +168,20 @@ def _remove_container(client: Any, cid: str) -> None:
             raise
 
 
+def daemon_message(exc: BaseException) -> str:
+    """The whole of what went wrong: the Docker daemon's own message and HTTP status for an API
+    error (not the SDK's URL-laden summary), never shortened."""
+    docker = _docker_module()
+    if isinstance(exc, docker.errors.APIError):
+        said = exc.explanation if isinstance(exc.explanation, str) and exc.explanation else str(exc)
+        status = f" (HTTP {exc.status_code})" if exc.status_code else ""
+        return f"the Docker daemon said: {said.strip()}{status}"
+    return str(exc).strip() or type(exc).__name__
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text if len(text) < 300 else text[:300] + "..."
+    """What went wrong, in full (the name is older than the rule: the cause is never cut)."""
+    return daemon_message(exc)
 
 
 def container_name(run_id: str) -> str:

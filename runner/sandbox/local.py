@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 from runner.errors import SandboxError
-from runner.sandbox.base import HELPER_PATH, Sandbox, check_env, clear_setid_bits
+from runner.sandbox.base import HELPER_PATH, SETUP_TAIL, Sandbox, SetupStep, check_env, clear_setid_bits
 from runner.sandbox.helper import PR_SET_DUMPABLE, _prctl
 
 LOCAL_WARNING = (
@@ -47,17 +48,23 @@ class LocalSandbox(Sandbox):
         env["ASTRA_WORKSPACE"] = str(root)
         # Before anything of the model's runs as our uid: /proc/<runner>/{fd,environ,mem} closed.
         _prctl(PR_SET_DUMPABLE, 0)
+        budget_end = time.monotonic() + self.config.setup_timeout_s  # for all setup commands together
         for command in self.config.setup:
+            started = time.monotonic()
             proc = await asyncio.create_subprocess_exec(
                 "/bin/bash", "-c", command, cwd=root, env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )
             try:
-                out, _ = await asyncio.wait_for(proc.communicate(), self.config.setup_timeout_s)
+                out, _ = await asyncio.wait_for(proc.communicate(), max(1.0, budget_end - started))
             except TimeoutError:
                 os.killpg(proc.pid, 9)
-                raise SandboxError(f"setup command timed out: {command}") from None
+                self.setup_log.append(SetupStep(command, None, round(time.monotonic() - started, 3), "", True))
+                raise SandboxError(f"setup command timed out after {self.config.setup_timeout_s:g}s "
+                                   f"(sandbox.setup_timeout): {command}") from None
+            self.setup_log.append(SetupStep(command, proc.returncode, round(time.monotonic() - started, 3),
+                                            out.decode("utf-8", "replace")[-SETUP_TAIL:]))
             if proc.returncode != 0:
                 tail = out.decode("utf-8", "replace")[-2000:]
                 raise SandboxError(f"setup command failed (exit {proc.returncode}): {command}\n{tail}")

@@ -37,7 +37,7 @@ class Workdir:
     def task(self, name: str, turns: list[dict[str, Any]], **extra: Any) -> Path:
         (self.root / "models" / f"{name}.yaml").write_text(yaml.safe_dump(turns))
         spec = {"name": name, "repo": "../repo", "prompt": f"do {name}", "model": f"scripted:../models/{name}.yaml",
-                **extra}
+                "expect_changes": False, **extra}  # most test tasks change nothing by design
         path = self.root / "tasks" / f"{name}.yaml"
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path

@@ -81,18 +81,18 @@ def test_an_unexpected_exception_in_run_task_stays_in_its_task(
     assert {p.name for p in (wd.out / "boom").iterdir()} >= OUTPUT_FILES  # written for it by the batch
 
 
-def test_a_task_whose_output_directory_cannot_be_created(wd: Workdir) -> None:
-    """A real exception out of run_task: OUT/<task> is a file, so run_task's mkdir raises."""
+def test_a_task_whose_output_directory_is_a_file_stops_the_batch_before_it_starts(
+    wd: Workdir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """OUT/<task> is a file: the preflight finds it (exit 2), and no task runs."""
     for name in ("a", "blocked"):
         wd.task(name, LS)
     wd.manifest()
     wd.out.mkdir()
     (wd.out / "blocked").write_text("in the way\n")
-    assert wd.batch("-j", "2") == 4
-    results = wd.results()
-    assert results["a"]["status"] == "success"
-    assert results["blocked"]["status"] == "error" and results["blocked"]["exit_code"] == 4
-    assert "blocked" in (wd.out / "summary.md").read_text()
+    assert wd.batch("-j", "2") == 2
+    assert f"{wd.out / 'blocked'} exists and is not a directory" in capsys.readouterr().err
+    assert not (wd.out / "a").exists()
 
 
 def test_fail_fast_stops_starting_tasks(wd: Workdir) -> None:

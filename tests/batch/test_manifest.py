@@ -10,7 +10,7 @@ from runner.batch.manifest import load_manifest, parse_shard, select_shard
 from runner.errors import ConfigError
 from runner.settings import Settings
 from tests.batch.helpers import LS, Workdir
-from tests.conftest import make_repo
+from tests.conftest import make_repo, sh_git
 
 
 @pytest.fixture
@@ -82,8 +82,8 @@ def test_defaults_are_merged_under_tasks_and_outputs_go_to_out(wd: Workdir) -> N
 
 
 def test_matrix_one_task_per_repo_and_ref(wd: Workdir) -> None:
-    make_repo(wd.root / "svc-a", {"x": "1\n"})
-    make_repo(wd.root / "nested" / "svc-a", {"x": "2\n"})
+    for repo in (make_repo(wd.root / "svc-a", {"x": "1\n"}), make_repo(wd.root / "nested" / "svc-a", {"x": "2\n"})):
+        sh_git(repo, "branch", "release/1.2")
     template = wd.task("refactor", LS)
     path = wd.manifest({
         "defaults": {"sandbox": {"backend": "local"}},

@@ -138,7 +138,7 @@ def test_malformed_model_output_goes_back_to_the_model(tmp_path: Path) -> None:
         {"tool_calls": [{"name": "read", "input": {"path": 7, "extra": True}}]},
         {"text": "giving up"},
     ]
-    task, _, out = scenario(tmp_path, turns, verify=[])
+    task, _, out = scenario(tmp_path, turns, verify=[], expect_changes=False)
     proc = astra("run", str(task), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     outputs = [e["output"] for e in events(out) if e["type"] == "tool_result"]
@@ -151,7 +151,7 @@ def test_denied_command_has_no_side_effect(tmp_path: Path) -> None:
     marker = tmp_path / "MARKER"
     turns = [{"tool_calls": [{"name": "bash", "input": {"command": f"python -m pytest -q; touch {marker}"}}]},
              {"text": "ok"}]
-    task, _, out = scenario(tmp_path, turns, verify=[],
+    task, _, out = scenario(tmp_path, turns, verify=[], expect_changes=False,
                             policy={"default": "deny", "allow": ["bash(python -m pytest*)"]})
     proc = astra("run", str(task), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -213,8 +213,9 @@ def test_run_without_a_task_file(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(yaml.safe_dump([{"text": "nothing to do"}]))
     proc = astra("run", "--repo", str(repo), "--prompt", "look around", "--model", f"scripted:{tmp_path / 'm.yaml'}",
                  "--sandbox", "local", "--out", str(tmp_path / "o"), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert result_of(tmp_path / "o")["task"] == "adhoc"
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # it ran; it changed nothing and has no checks
+    result = result_of(tmp_path / "o")
+    assert result["task"] == "adhoc" and result["reason"].startswith("the agent finished without changing anything")
 
 
 @pytest.mark.parametrize("args", [["run"], ["run", "x.yaml", "--prompt", "p"], ["run", "nope.yaml"]])
@@ -293,12 +294,13 @@ def test_console_in_ci_has_no_escape_codes(tmp_path: Path) -> None:
     assert "SUCCESS" in lines[-4] or any("SUCCESS" in line for line in lines[-5:])
 
 
-def test_a_ref_that_does_not_exist_exits_2(tmp_path: Path) -> None:
+def test_a_ref_that_does_not_exist_exits_2_before_anything_is_created(tmp_path: Path) -> None:
     task, _, out = scenario(tmp_path, FIX, ref="no-such-branch")
     proc = astra("run", str(task), cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert f"{task}:" in proc.stdout and ": ref: no-such-branch does not name a commit" in proc.stdout
-    assert result_of(out)["status"] == "error"
+    assert f"{task}:" in proc.stderr and ": ref: no-such-branch does not name a commit" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()  # exit 2: nothing was run, nothing was made (SPEC §1)
 
 
 
@@ -330,7 +332,7 @@ def test_validate_checks_what_only_the_machine_knows(tmp_path: Path) -> None:
 
 def test_short_host_secrets_are_redacted_and_too_short_ones_warned_about(tmp_path: Path) -> None:
     turns = [{"tool_calls": [{"name": "bash", "input": {"command": "echo pin=$PIN tiny=$TINY"}}]}, {"text": "ok"}]
-    task, _, out = scenario(tmp_path, turns, verify=[],
+    task, _, out = scenario(tmp_path, turns, verify=[], expect_changes=False,
                             sandbox={"backend": "local", "env": {"PIN": "${HOST_PIN}", "TINY": "${HOST_TINY}"}})
     proc = astra("run", str(task), "-q", env={"HOST_PIN": "93x7", "HOST_TINY": "q7"}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr

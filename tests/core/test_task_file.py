@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,7 +98,8 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, cwd=cwd)
+    env = {**os.environ, "ANTHROPIC_API_KEY": "test-key-not-used"}  # validate checks that credentials exist
+    return subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
 def test_validate_exits_2_without_traceback(tmp_path: Path) -> None:

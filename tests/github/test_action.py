@@ -187,12 +187,13 @@ def test_gate_step_skips_the_expensive_steps() -> None:
     names = [s.get("id") or s.get("name") for s in steps]
     gate = names.index("gate")
     assert all("setup-python" in s.get("uses", "") for s in steps[:gate])  # only Python before the gate
+    assert steps[0]["with"]["update-environment"] is False  # a private Python: later steps keep theirs
     for step in steps[gate + 1:]:
         if "upload-artifact" in step.get("uses", ""):
             continue
         assert "steps.gate.outputs.run == 'true'" in step.get("if", ""), step.get("name")
     run = steps[gate]["run"]
-    assert "python -I -c" in run and "runner.github.gate" in run  # -I: the repository is not on sys.path
+    assert "-I -c" in run and "runner.github.gate" in run  # -I: the repository is not on sys.path
     assert "anthropic" not in str(steps[gate]).lower()
 
 

@@ -75,7 +75,7 @@ def run_task(tmp_path: Path, calls: list[tuple[str, dict[str, Any]]], mcp_server
     spec: dict[str, Any] = {
         "name": "mcp", "repo": "repo", "prompt": "use the MCP tools", "model": "scripted:model.yaml",
         "sandbox": {"backend": "local"}, "mcp_servers": mcp_servers, "outputs": {"dir": str(tmp_path / "out")},
-        "limits": {"timeout": "150s"},
+        "limits": {"timeout": "150s"}, "expect_changes": False,  # the MCP tools are the point, not edits
     }
     spec.update(task)
     (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))

@@ -135,8 +135,9 @@ def test_optional_server_with_a_host_variable_not_set_is_skipped(tmp_path: Path)
     required = run_task(tmp_path / "required", [], {"docs": {"url": "http://127.0.0.1:9/mcp",
                                                              "headers": {"Authorization": f"Bearer ${{{missing}}}"}}})
     assert required.proc.returncode == 2, required.explain()
-    assert "mcp_servers.docs.headers.Authorization" in required.result["reason"]
-    assert missing in required.result["reason"]
+    # found before anything is created (exit 2: nothing was run, so no result.json)
+    assert "mcp_servers.docs.headers.Authorization" in required.proc.stderr
+    assert missing in required.proc.stderr
 
 
 def test_server_crashing_mid_run_fails_its_tools_and_the_run_goes_on(tmp_path: Path) -> None:

@@ -116,11 +116,11 @@ def test_a_missing_credential_is_exit_2_before_anything_is_made(tmp_path: Path, 
     task = task_file(tmp_path, provider=provider)
     proc = astra(tmp_path, "run", str(task))
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and "[error] config" in proc.stdout
-    reason = json.loads((tmp_path / "out" / "result.json").read_text())["reason"]
-    assert f"{task}:" in reason
+    assert "Traceback" not in proc.stderr
+    assert f"{task}:" in proc.stderr  # found before anything is made: no output directory, no run dir
     for name in names:
-        assert name in reason
+        assert name in proc.stderr
+    assert not (tmp_path / "out").exists()
     assert not (tmp_path / "cache" / "runs").exists() or not any((tmp_path / "cache" / "runs").iterdir())
 
 
@@ -128,7 +128,7 @@ def test_astra_provider_overrides_the_task_file(tmp_path: Path) -> None:
     task = task_file(tmp_path, provider="anthropic")
     proc = astra(tmp_path, "run", str(task), ASTRA_PROVIDER="bedrock", ANTHROPIC_API_KEY="sk-ant-x" * 4)
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "AWS_REGION" in json.loads((tmp_path / "out" / "result.json").read_text())["reason"]
+    assert "ASTRA_PROVIDER: provider: " in proc.stderr and "AWS_REGION" in proc.stderr
 
 
 def test_validate_warns_about_missing_credentials_but_passes(tmp_path: Path) -> None:

@@ -146,3 +146,92 @@ def test_ascii_only_stream_gets_replacement_characters() -> None:
     console.finish(make_result("success", reason="done \u2713"))
     text = raw.getvalue().decode("ascii")
     assert "caf? ?" in text and "done ?" in text
+
+
+# -- progress in CI logs and on terminals (issue 17.4) -----------------------------------------
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_ci_mode_says_when_a_tool_starts_and_ends_and_beats_while_waiting() -> None:
+    stream = io.StringIO()
+    console = Console(stream, tty=False, heartbeat_s=0.1)
+    console.on_event(turn(1))
+    console.on_event(ToolCallStarted(1, "t1", "bash", {"command": "python -m pytest -q"}))
+    assert "[turn 1] > bash: python -m pytest -q" in stream.getvalue().splitlines()
+    assert _wait_for(lambda: stream.getvalue().count("[waiting] bash: python -m pytest -q: ") >= 2), stream.getvalue()
+    console.on_event(ToolCallFinished(1, "t1", "bash", False, "ok\n[exit code 0]", 0.3))
+    assert "[turn 1] bash: python -m pytest -q -> exit 0 (0.3s)" in stream.getvalue().splitlines()
+    assert _wait_for(lambda: "[waiting] the model (turn 2): " in stream.getvalue()), stream.getvalue()
+    console.finish(make_result("success"))
+    import time
+
+    after = stream.getvalue()
+    time.sleep(0.4)
+    assert stream.getvalue() == after  # the heartbeat stops with the run
+    assert "\x1b" not in after
+
+
+def test_the_heartbeat_is_quiet_while_lines_come() -> None:
+    stream = io.StringIO()
+    console = Console(stream, tty=False, heartbeat_s=0.3)
+    console.on_event(ToolCallStarted(1, "t1", "bash", {"command": "make"}))
+    import time
+
+    for _ in range(8):  # a line every 0.1 s: never 0.3 s of silence
+        console.on_event(Note("still busy"))
+        time.sleep(0.1)
+    assert "[waiting]" not in stream.getvalue()
+    console.finish(make_result("success"))
+
+
+def test_terminal_mode_shows_what_it_waits_on_in_the_status_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    stream = FakeTerminal()
+    console = Console(stream, heartbeat_s=0.05)
+    console.on_event(ToolCallStarted(1, "t1", "bash", {"command": "sleep 5"}))
+    assert _wait_for(lambda: "| bash: sleep 5" in stream.getvalue())
+    console.on_event(ToolCallFinished(1, "t1", "bash", False, "[exit code 0]", 5.0))
+    assert _wait_for(lambda: "waiting on the model (turn 1)" in stream.getvalue()), stream.getvalue()
+    console.finish(make_result("success"))
+    assert "[waiting]" not in stream.getvalue()  # the live status says it; no heartbeat lines
+
+
+def test_errors_are_shown_in_full_and_limits_are_said_once() -> None:
+    daemon = ("cannot start the sandbox container: the Docker daemon said: failed to create endpoint "
+              "astra-x on network bridge: " + "detail " * 80 + "could not find bridge docker0 (HTTP 500)")
+    stream = io.StringIO()
+    console = Console(stream, tty=False)
+    console.on_event(RunError("sandbox", daemon))
+    console.on_event(LimitReached("max_turns", 1, "max_turns reached: 1 of 1 turn used"))
+    out = stream.getvalue()
+    assert "could not find bridge docker0 (HTTP 500)" in out and "..." not in out
+    assert "".join(line.strip() for line in out.splitlines()[:-1]).replace("[error] sandbox:", "").replace(" ", "") \
+        == daemon.replace(" ", "")
+    assert "[limit] max_turns reached: 1 of 1 turn used" in out.splitlines()
+
+
+def test_verbose_shows_setup_and_verify_output_tails_with_their_times() -> None:
+    from runner.agent.events import SetupFinished
+
+    stream = io.StringIO()
+    console = Console(stream, tty=False, verbosity=1)
+    console.on_event(SetupFinished("pip install -e .", 0, 12.25, "Collecting x\nSuccessfully installed x-1.0\n"))
+    console.on_event(VerifyFinished("unit-tests", False, 1, 3.2, "tests/test_a.py F\n1 failed in 0.1s\n"))
+    lines = stream.getvalue().splitlines()
+    assert "[setup] pip install -e . -> exit 0 (12.2s)" in lines or "[setup] pip install -e . -> exit 0 (12.3s)" in lines
+    assert "[setup] | Successfully installed x-1.0" in lines
+    assert "[verify] unit-tests: FAILED, exit 1 (3.2s)" in lines
+    assert "[verify] | 1 failed in 0.1s" in lines
+    quiet = io.StringIO()
+    Console(quiet, tty=False).on_event(SetupFinished("pip install -e .", 0, 1.0, "Collecting x\n"))
+    assert quiet.getvalue() == "[setup] pip install -e . -> exit 0 (1.0s)\n"  # tails only with -v
