@@ -172,8 +172,7 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
     kept = False
     try:
         kept = resume_state.save(ctx, result, ctx.resumed)
-        if kept:
-            keep_worktree = True  # `run --resume` continues in it
+        if kept:  # `run --resume` continues in the worktree; `astra-run cleanup` may still remove it
             emit(Note(f"the run can be continued: astra-run run --resume {ctx.out_dir} (with higher limits)"))
         elif ctx.resumed is not None:
             resume_state.discard(ctx.run_dir)
@@ -183,7 +182,7 @@ async def finish_run(ctx: RunContext, outcome: AstraError | None, emit: EmitFn, 
                      result.cost_usd, round(result.duration_s, 3), {"notes": ctx.notes}))
 
     result_json = await _write_reports(ctx, emit, clock)
-    await _cleanup(ctx, keep_worktree, emit, clock)
+    await _cleanup(ctx, keep_worktree or kept, emit, clock, mark_kept=keep_worktree)
     result.duration_s = time.monotonic() - started + earlier_s  # the truth: the cleanup included
     if result_json:
         with contextlib.suppress(Exception):
@@ -234,7 +233,9 @@ async def _step(what: str, action: Callable[[], Awaitable[object]], emit: EmitFn
         emit(Note(f"{what} failed: {why}", level="warning"))
 
 
-async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn, clock: _Clock) -> None:
+async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn, clock: _Clock, *, mark_kept: bool = True) -> None:
+    """`mark_kept`: a worktree kept for the user (--keep, a lost patch) is marked so that
+    `astra-run cleanup` leaves it; one kept only for `run --resume` is not."""
     if ctx.mcp is not None:  # before the sandbox: its stdio servers run inside it
         await _step("MCP cleanup", ctx.mcp.close, emit, clock.left(CLEANUP_LIMIT_S))
     if ctx.sandbox is not None:
@@ -255,8 +256,9 @@ async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn, clock: _Clock) -> 
                 emit(Note("the kept worktree holds nested git repositories the agent may have planted "
                           f"(their config can run commands when you use git in them): {', '.join(nested)}",
                           level="warning"))
-        with contextlib.suppress(OSError):
-            workspace.mark_kept()
+        if mark_kept:
+            with contextlib.suppress(OSError):
+                workspace.mark_kept()
         return
 
     async def remove() -> None:

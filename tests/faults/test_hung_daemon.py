@@ -22,7 +22,7 @@ import pytest
 
 from runner import finish as finish_mod
 from runner.cli import main
-from tests.faults.helpers import make_task, result_of, worktrees
+from tests.faults.helpers import assert_cleaned_up, make_task, result_of
 
 pytestmark = pytest.mark.docker
 REAL = "/var/run/docker.sock"
@@ -125,7 +125,7 @@ def test_a_hung_daemon_cannot_stretch_the_wall_clock(tmp_path: Path, proxy: Hang
         assert took < limit + 12, f"took {took:.1f}s for a {limit}s wall clock"
         assert abs(r["duration_s"] - took) < 1.5, (r["duration_s"], took)
         assert r["patch"]["files_changed"] == 2, "the work done before the hang is kept (done.txt, HANG)"
-        assert worktrees(tmp_path / "repo") == []
+        assert_cleaned_up(tmp_path / "repo", tmp_path / "cache")
     finally:
         proxy.close()
         _remove_containers_of(r["run_id"])
