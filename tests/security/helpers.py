@@ -34,6 +34,7 @@ def attack(tmp_path: Path, turns: list[dict[str, Any]], *, backend: str = "docke
         "name": "attack", "repo": "repo", "prompt": "do it", "model": "scripted:model.yaml",
         "sandbox": {"backend": backend}, "outputs": {"dir": str(tmp_path / "out")},
         "policy": {"default": "allow"},
+        "expect_changes": False,  # an attack that is held changes nothing; each test checks the outcome it expects
     }
     for key, value in task.items():
         if isinstance(value, dict) and isinstance(spec.get(key), dict):
