@@ -117,13 +117,9 @@ class _Handler(BaseHandler):
             call.status = exc.status
             self._error(exc.status, exc.message)
             return
-        turn = self.owner.next_turn(call)
-        if "error" in turn:
-            status = int(turn["error"] if not isinstance(turn["error"], dict) else turn["error"]["status"])
-            call.status = status
-            self._error(status, f"fake error {status}")
+        turn = self.scripted_turn(call)
+        if turn is None:
             return
-        call.status = 200
         body = dict(call.body)
         model_id = body.get("model") or (runtime.group("id") if runtime else "")
         message, blocks = build_message({**body, "model": model_id}, turn)

@@ -130,6 +130,20 @@ class BaseHandler(BaseHTTPRequestHandler):
         self.owner.record(call)
         return call
 
+    def _error(self, status: int, message: str) -> None:
+        raise NotImplementedError  # each platform answers errors in its own shape
+
+    def scripted_turn(self, call: Call) -> dict[str, Any] | None:
+        """The next scripted turn, or None when it was a scripted error (already answered)."""
+        turn = self.owner.next_turn(call)
+        if "error" in turn:
+            status = int(turn["error"] if not isinstance(turn["error"], dict) else turn["error"]["status"])
+            call.status = status
+            self._error(status, f"fake error {status}")
+            return None
+        call.status = 200
+        return turn
+
     def send_body(self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("content-type", content_type)
