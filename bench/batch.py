@@ -66,7 +66,8 @@ def make_batch(work: Path, tasks: int, sandbox: str) -> Path:
     git(repo, "commit", "-q", "-m", "base")
     (work / "tasks").mkdir()
     for i in range(tasks):
-        (work / "tasks" / f"t{i:02d}.yaml").write_text(f"name: t{i:02d}\nrepo: ../repo\nprompt: look around\n")
+        (work / "tasks" / f"t{i:02d}.yaml").write_text(f"name: t{i:02d}\nrepo: ../repo\nprompt: look around\n"
+                                                       "expect_changes: false\n")  # it only looks
     manifest = work / f"manifest-{sandbox}.yaml"
     manifest.write_text(
         "defaults:\n  model: claude-sonnet-5-5\n"

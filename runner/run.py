@@ -455,6 +455,16 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             emit(SetupFinished(step.command, step.exit_code, step.duration_s, step.output_tail, step.timed_out))
     ctx.sandbox_started = True
     emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3)))
+    if spec.sandbox.backend == "docker":  # git inside is set up beside the first model call
+        sandbox = ctx.sandbox
+        git = asyncio.ensure_future(sandbox.git_ready())
+
+        def git_done(task: asyncio.Future[None]) -> None:
+            if ctx.sandbox is sandbox and not task.cancelled() and task.exception() is None:
+                emit(Note(f"git inside the sandbox is ready ({time.monotonic() - started:.3f}s after the sandbox's "
+                          "start)"))
+
+        git.add_done_callback(git_done)
 
 
 async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:

@@ -42,6 +42,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -49,7 +50,18 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SandboxError
-from runner.sandbox.base import SETUP_TAIL, WORKSPACE, Sandbox, SandboxConfig, SetupStep, check_env, clear_setid_bits
+from runner.sandbox.base import (
+    DEFAULT_OUTPUT_LIMIT,
+    SETUP_TAIL,
+    WORKSPACE,
+    ExecResult,
+    Sandbox,
+    SandboxConfig,
+    SetupStep,
+    check_env,
+    clear_setid_bits,
+)
+from runner.sandbox.docker_attach import AttachedProcess, attach_socket, attachable
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -144,6 +156,8 @@ class DockerSandbox(Sandbox):
         """A create call was sent and has not answered (cancelled start): its container may exist."""
         self._files: SandboxFiles | None = None
         """The per-run copies of the helper, gitfile and CA bundle the container mounts (docker_files.py)."""
+        self._git: asyncio.Future[None] | None = None
+        """Setting up git inside (`_setup_git`), started when the helper answers; awaited by every command."""
         self._runtime: dict[str, Any] | None = None
         """What the image's python3 relies on, listed before setup ran (docker_runtime.py)."""
 
@@ -162,26 +176,63 @@ class DockerSandbox(Sandbox):
         # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
         # sandbox on the daemon once per task).
         reaping = asyncio.ensure_future(engine_call(lambda: _reap_now_and_then(self._client), "reap"))
+        # Without setup the agent's helper is the container's own process, over the attach stream.
+        helper = None if cfg.setup or not attachable(self._client) else [
+            *interpreter_argv(None), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *self.helper_limits()]
         try:
             self._files = files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await engine_call(lambda: self._create(objects, files), "create")
+            sock = await engine_call(lambda: self._create(objects, files, helper), "create")
         finally:
             await reaping
-        if cfg.setup:
-            await self._run_setup()
-        if cfg.setup and cfg.network != "bridge":  # without setup it never had one
-            await engine_call(self._cut_network, "cut-network")
-        await self._start_helper(self._exec_argv(agent=True, argv=[
-            *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
-            *self.helper_limits(),
-        ]), cli_env(), name=f"container {self.container_name}")
+        if sock is not None:
+            assert self.container_id is not None
+            try:
+                proc = await AttachedProcess.open(sock, self.container_id)
+            except BaseException:
+                sock.close()
+                raise
+            await self._connect_helper(proc, name=f"container {self.container_name}")
+        else:
+            if cfg.setup:
+                await self._run_setup()
+            if cfg.setup and cfg.network != "bridge":  # without setup it never had one
+                await engine_call(self._cut_network, "cut-network")
+            await self._start_helper(self._exec_argv(agent=True, argv=[
+                *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE,
+                "--drop-caps", *self.helper_limits(),
+            ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
-            if cfg.git_objects_ready is not None:  # the store may still be being written
-                await cfg.git_objects_ready()
-            r = await self.exec(_git_init_script(base), timeout=120)
-            if not r.ok:
-                raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
+            # Off the start path: the store may still be being written (a first run on its
+            # commit), and the model's first call needs no git. Every command waits for it.
+            self._git = asyncio.ensure_future(self._setup_git(base))
+            self._git.add_done_callback(lambda t: t.cancelled() or t.exception())  # read by git_ready
+
+    async def _setup_git(self, base: str) -> None:
+        """The container-private git dir over the complete store (docker_git.py), as the agent's uid."""
+        if self.config.git_objects_ready is not None:  # the store may still be being written
+            await self.config.git_objects_ready()
+        r = await super().exec(_git_init_script(base), timeout=120)
+        if not r.ok:
+            raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
+
+    async def git_ready(self) -> None:
+        """Wait until git inside works (its objects written, its git dir set up); its error if that failed."""
+        if self._git is not None:
+            await asyncio.shield(self._git)
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the command's own deadline, enforced in the sandbox
+        env: Mapping[str, str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ExecResult:
+        """As `Sandbox.exec`, once git inside is set up: no command ever sees a store being written."""
+        await self.git_ready()
+        return await super().exec(command, timeout=timeout, env=env, output_limit=output_limit)
 
     def _prepare_files(self, objects: Path | None) -> SandboxFiles:
         """Check every host path the daemon will mount, and write the per-run files beside the worktree."""
@@ -194,9 +245,11 @@ class DockerSandbox(Sandbox):
                                   git_dir_inside=IN_GIT_DIR if has_gitfile else None,
                                   ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
 
-    def _create(self, objects: Path | None, files: SandboxFiles) -> None:
+    def _create(self, objects: Path | None, files: SandboxFiles, helper: list[str] | None) -> socket.socket | None:
+        """Create and start the container; with `helper` (its own process) attached before the
+        start, and the attach stream returned."""
         docker = _docker_module()
-        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files)
+        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files, helper)
         tries = 0
 
         def create() -> str:
@@ -218,7 +271,15 @@ class DockerSandbox(Sandbox):
             self.container_id = _control(create, "create the sandbox container")
             self._create_unsure = False
             cid = self.container_id
-            _control(lambda: self._client.api.start(cid), "start the sandbox container")
+            sock = None if helper is None else _control(lambda: attach_socket(self._client, cid),
+                                                        "attach to the sandbox container")
+            try:
+                _control(lambda: self._client.api.start(cid), "start the sandbox container")
+            except BaseException:
+                if sock is not None:
+                    sock.close()
+                raise
+            return sock
         except docker.errors.ImageNotFound:
             ours = self.config.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
             hint = BUILD_HINT if ours else (
@@ -359,6 +420,7 @@ class DockerSandbox(Sandbox):
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         if self.container_id is None:
             raise SandboxError("the sandbox is not started")
+        await self.git_ready()
         env_file = self._env_file(env or {}) if env else None
         # Through the helper's --exec: capabilities dropped (as for tools), then exec argv.
         wrapped = [*interpreter_argv(self._runtime), IN_HELPER, "--drop-caps", "--exec", *argv]
@@ -423,6 +485,11 @@ class DockerSandbox(Sandbox):
         if self._paused:  # a frozen helper cannot exit
             with contextlib.suppress(Exception):
                 await self.resume()
+        if self._git is not None:
+            git, self._git = self._git, None
+            git.cancel()
+            with contextlib.suppress(BaseException):
+                await git
         if self._helper is not None:
             helper, self._helper = self._helper, None
             with contextlib.suppress(Exception):

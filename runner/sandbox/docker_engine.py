@@ -166,6 +166,10 @@ def _remove_container(client: Any, cid: str) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
+        # auto_remove got there first (the attached helper's container ends when its stdin does):
+        # done once the daemon says it is gone, so that nothing of the run outlives its close.
+        with contextlib.suppress(Exception):
+            client.api.wait(cid, condition="removed", timeout=10)
 
 
 def daemon_message(exc: BaseException) -> str:
