@@ -88,19 +88,25 @@ def count_objects(repo: Path) -> tuple[int, float]:
     return int(fields["in-pack"]) + int(fields["count"]), int(fields["size-pack"]) / 1024
 
 
-def run_once(work: Path, cache: Path, env: dict[str, str]) -> float:
-    """Seconds from the run's start to sandbox_ready, read from its trajectory."""
+def run_once(work: Path, cache: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from the run's start to sandbox_ready, and to git inside being ready (its objects
+    written, its git dir set up: the note the run writes then), read from its trajectory."""
     out = work / f"out-{uuid.uuid4().hex[:6]}"
     proc = subprocess.run([sys.executable, "-m", "runner", "run", str(work / "task.yaml"), "--out", str(out), "-q"],
                           env={**env, "ASTRA_CACHE": str(cache)}, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"astra-run exited {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    ready = git_ready = None
     for line in (out / "trajectory.jsonl").read_text().splitlines():
         event = json.loads(line)
         if event.get("type") == "sandbox_ready":
-            shutil.rmtree(out, ignore_errors=True)
-            return float(event["t"])
-    raise SystemExit("no sandbox_ready event in the trajectory")
+            ready = float(event["t"])
+        elif event.get("type") == "note" and str(event.get("message")).startswith("git inside the sandbox is ready"):
+            git_ready = float(event["t"])
+    shutil.rmtree(out, ignore_errors=True)
+    if ready is None or git_ready is None:
+        raise SystemExit("no sandbox_ready event or git-ready note in the trajectory")
+    return ready, git_ready
 
 
 def worktree_add(repo: Path, work: Path) -> float:
@@ -142,14 +148,20 @@ def main() -> int:
         env.pop(var, None)
     first: list[float] = []
     second: list[float] = []
+    first_git: list[float] = []
+    second_git: list[float] = []
     adds: list[float] = []
     runs: list[float] = []
     try:
         run_once(work, work / "warm-cache", env)  # page cache and image layers warm for everyone
         for i in range(args.runs):
             cache = work / f"cache-{i}"
-            first.append(run_once(work, cache, env))
-            second.append(run_once(work, cache, env))
+            ready, git_ready = run_once(work, cache, env)  # makes the store
+            first.append(ready)
+            first_git.append(git_ready)
+            ready, git_ready = run_once(work, cache, env)  # reuses it
+            second.append(ready)
+            second_git.append(git_ready)
             adds.append(worktree_add(repo, work))
             runs.append(docker_run_d())
     finally:
@@ -163,10 +175,13 @@ def main() -> int:
     print(f"| git worktree add | {fmt(adds)} | | |")
     print(f"| docker run -d | {fmt(runs)} | | |")
     print(f"| baseline: both | {baseline:.2f} | 1.0x | |")
-    print(f"| astra-run first run: start to sandbox ready | {fmt(first)} | {statistics.median(first) / baseline:.2f}x"
-          " | <= 2x |")
-    print(f"| astra-run second run: start to sandbox ready | {fmt(second)} | "
-          f"{statistics.median(second) / baseline:.2f}x | <= 1.5x |")
+    rows = [("first run: start to sandbox ready", first, "<= 2x"),
+            ("first run: start to git inside ready", first_git, ""),
+            ("second run: start to sandbox ready", second, "<= 1.5x"),
+            ("second run: start to git inside ready", second_git, "")]
+    for what, samples, goal in rows:
+        print(f"| astra-run {what} | {fmt(samples)} | {statistics.median(samples) / baseline:.2f}x | {goal} |")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")
     return 0
 
 

@@ -470,13 +470,9 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
 async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
     spec, workspace = ctx.task.spec, ctx.workspace
     assert workspace is not None and ctx.model is not None and ctx.sandbox is not None
-    instructions = None
-    for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await blocking(lambda n=name: workspace.read_base_file(n, ctx.instructions_commit),  # type: ignore[misc]
-                              limit_s=None, what="read-instructions")
-        if text is not None:
-            instructions = (name, text)
-            break
+    instructions = await blocking(lambda: workspace.read_first_base_file(("AGENTS.md", "CLAUDE.md"),
+                                                                          ctx.instructions_commit),
+                                  limit_s=None, what="read-instructions")
     policy = Policy.from_spec(spec.policy)
 
     def may_access(tool: str, path: str) -> bool:
