@@ -82,6 +82,7 @@ from runner.sandbox.docker_engine import (
     container_name,
     engine_call,
     reap_leftovers,
+    shared_client,
 )
 from runner.sandbox.docker_files import SandboxFiles, check_mount_source, make_sandbox_files
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
@@ -152,6 +153,11 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._attached = False
+        """The agent's helper is the container's own process (docker_attach.py)."""
+        self._attached_proc: AttachedProcess | None = None
+        self._quiet = False
+        """`pause` found the attached helper alone, so nothing was frozen."""
         self._create_unsure = False
         """A create call was sent and has not answered (cancelled start): its container may exist."""
         self._files: SandboxFiles | None = None
@@ -171,7 +177,8 @@ class DockerSandbox(Sandbox):
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
-        self._client, (objects, base) = await asyncio.gather(engine_call(connect, "connect"), _git_source(self.config))
+        self._client, (objects, base) = await asyncio.gather(engine_call(shared_client, "connect"),
+                                                            _git_source(self.config))
         # Reaping only touches containers of dead owners, never the one being created beside it;
         # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
         # sandbox on the daemon once per task).
@@ -193,6 +200,7 @@ class DockerSandbox(Sandbox):
             except BaseException:
                 sock.close()
                 raise
+            self._attached, self._attached_proc = True, proc
             await self._connect_helper(proc, name=f"container {self.container_name}")
         else:
             if cfg.setup:
@@ -451,10 +459,25 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------------------------ pause
 
     async def pause(self) -> None:
-        """Freeze the container (cgroup freezer): no sandbox process runs until `resume`."""
+        """Freeze the container (cgroup freezer): no sandbox process runs until `resume`.
+
+        Not needed, and skipped, when the attached helper (PID 1) is all that runs: it answers
+        `alone` from the container's whole process table, which every process in the container
+        (and in any namespace below it) is in, with no call of its own running. Then nothing
+        inside can change the worktree, and nothing new starts before `resume`: only the host
+        starts processes there (a request, a `docker exec`), and it makes none meanwhile.
+        """
+        if self._attached and self._helper is not None:
+            with contextlib.suppress(Exception):  # no answer: freeze it
+                if (await self._helper.request("alone", timeout=5)).get("alone") is True:
+                    self._quiet = True
+                    return
         await engine_call(lambda: self._set_paused(True), "pause")
 
     async def resume(self) -> None:
+        if self._quiet:
+            self._quiet = False
+            return
         await engine_call(lambda: self._set_paused(False), "resume")
 
     def _set_paused(self, paused: bool) -> None:
@@ -524,6 +547,17 @@ class DockerSandbox(Sandbox):
                 for c in found:
                     if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
                         ids.add(str(c["Id"]))
+        if self._attached_proc is not None and self._attached_proc.exited and self.container_id in ids:
+            # The helper ended, and with it the container: auto_remove is removing it. One call
+            # that answers once it is gone (404: gone already); anything else, remove it here.
+            cid = self.container_id
+            try:
+                self._client.api.wait(cid, condition="removed", timeout=10)
+                ids.discard(cid)
+            except _docker_module().errors.NotFound:
+                ids.discard(cid)
+            except Exception:  # noqa: S110 - removed below instead
+                pass
         for cid in ids:
             try:
                 _remove_container(self._client, cid)

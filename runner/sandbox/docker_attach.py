@@ -124,6 +124,11 @@ class AttachedProcess:
             self._writer.close()
             _forget(self._sock)
 
+    @property
+    def exited(self) -> bool:
+        """The stream ended by itself (the container's process exited), not by `kill`."""
+        return self._demux.done() and self.returncode == 0
+
     async def wait(self) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._demux)

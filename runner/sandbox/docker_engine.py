@@ -19,6 +19,7 @@ import random
 import re
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -83,6 +84,24 @@ def connect(timeout: float = CONTROL_TIMEOUT_S) -> Any:
         client = docker.from_env(use_context=False, timeout=int(timeout))
     except Exception as exc:
         raise SandboxError(f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}") from None
+    return client
+
+
+_clients: dict[tuple[int, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client() -> Any:
+    """One checked client per process and DOCKER_HOST, shared by its runs (a batch's): a run then
+    pays no client setup and no version round trip to the daemon. The SDK's connection pool is
+    thread-safe; an attach stream holds a connection of its own."""
+    key = (os.getpid(), os.environ.get("DOCKER_HOST", ""))
+    with _clients_lock:
+        client = _clients.get(key)
+    if client is None:
+        client = connect()
+        with _clients_lock:
+            client = _clients.setdefault(key, client)
     return client
 
 

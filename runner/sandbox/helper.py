@@ -748,6 +748,12 @@ class Server:
                 result = FILE_OPS[op](self.ws, req)
             elif op == "quiesce" and self.setup_phase:
                 result = quiesce(self.runner)
+            elif op == "alone":  # nothing but this helper runs in the container (it is PID 1)
+                with self.runner.lock:
+                    busy = bool(self.runner.running)
+                me = os.getpid()
+                others = [pid for pid, (_ppid, state, _start) in _proc_table().items() if pid != me and state != "Z"]
+                result = {"alone": me == 1 and not busy and not others}
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}

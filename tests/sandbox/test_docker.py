@@ -83,7 +83,7 @@ async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
     pid1 = (await box.exec("cat /proc/1/cmdline | tr '\\0' ' '", timeout=10)).output
     assert "/astra/helper.py" in pid1 and "--deadline-s" in pid1, pid1
     assert not (await box.exec("pgrep -x sleep", timeout=10)).ok
-    assert "Uid:\t%d" % os.getuid() in (await box.exec("cat /proc/1/status", timeout=10)).output
+    assert f"Uid:\t{os.getuid()}" in (await box.exec("cat /proc/1/status", timeout=10)).output
     attrs = connect().api.inspect_container(box.container_id)
     host = attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
@@ -454,3 +454,48 @@ async def test_quiesce_kills_all_but_init_and_its_sleep(exec_box: DockerSandbox)
     finally:
         await root_helper.close()
     await asyncio.to_thread(exec_box._check_only_init_left)  # only init and the sleep
+
+
+def _paused(cid: str) -> bool:
+    return bool(connect().api.inspect_container(cid)["State"]["Paused"])
+
+
+async def test_pause_freezes_only_when_something_besides_the_helper_runs(box: DockerSandbox) -> None:
+    """The attached helper is PID 1: alone, there is nothing to freeze (no runc pause/resume per
+    patch); any other process - here one the helper did not start - and the cgroup is frozen."""
+    assert box.container_id is not None
+    cid = box.container_id
+    await box.git_ready()  # its git setup is a call of the helper's
+    await box.pause()
+    assert not _paused(cid)
+    await box.resume()
+    assert (await box.exec("echo still-here", timeout=10)).output.strip() == "still-here"
+    subprocess.run(["docker", "exec", "-d", cid, "sleep", "30"], check=True)  # noqa: ASYNC221
+    await asyncio.sleep(0.3)
+    await box.pause()
+    assert _paused(cid)
+    await box.resume()
+    assert not _paused(cid)
+
+
+async def test_the_attached_helper_ends_its_container_at_the_deadline(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What PID 1's bounded sleep does on the exec path: a runner that never closes the
+    sandbox (a hung process) leaves it for the run's wall clock plus the margin at most."""
+    import runner.sandbox.docker_spec as docker_spec
+
+    monkeypatch.setattr(docker_spec, "DEADLINE_MARGIN_S", 0)
+    cfg = sandbox_config(repo, deadline_s=2)
+    sb = DockerSandbox(cfg)
+    await sb.start()
+    try:
+        assert (await sb.exec("echo up", timeout=5)).ok
+        client = connect()
+        for _ in range(80):
+            if not _run_labelled(client, cfg.run_id):
+                break
+            await asyncio.sleep(0.1)
+        assert _run_labelled(client, cfg.run_id) == []
+    finally:
+        await sb.close()
