@@ -139,7 +139,9 @@ def main() -> int:
     repo = make_repo(args.commits)
     objects, size_mb = count_objects(repo)
     work = Path(tempfile.mkdtemp(prefix="astra-bench-startup-"))
-    (work / "model.yaml").write_text('- text: "done"\n')
+    # One git command, so that the run waits for git inside (the note it writes then).
+    (work / "model.yaml").write_text('- text: "look"\n  tool_calls: [{name: bash, input: {command: "git status --short"}}]\n'
+                                     '- text: "done"\n')
     (work / "task.yaml").write_text(
         f"name: startup\nrepo: {repo}\nprompt: nothing\nmodel: scripted:model.yaml\n"
         "sandbox: {backend: docker}\nexpect_changes: false\noutputs: {dir: out}\n")
