@@ -10,7 +10,11 @@ runner's CPU): `turns - 1` turns that each call `ls`, then a final answer. Every
 process start" takes the one-off start of the interpreter and imports (measured apart) off both
 sides of the ratio. "ideal" is
 the model latency alone: tasks x turns x latency / j. "RSS per extra task" is the growth of the
-runner's peak RSS per additional concurrent task, relative to -j 1.
+runner's peak RSS per additional concurrent task, relative to -j 1. "CPU s per task" is the
+runner's (with its children: git) and the local Docker engine's (dockerd, containerd, containers'
+processes; the daemon's other clients too), per task; "machine busy cores" is the whole machine's
+use over the level (every user's: on a shared machine it says how much CPU the batch could get).
+Figures: docs/batch.md, "Throughput".
 """
 
 from __future__ import annotations

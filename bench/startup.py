@@ -159,7 +159,8 @@ def main() -> int:
     objects, size_mb = count_objects(repo)
     work = Path(tempfile.mkdtemp(prefix="astra-bench-startup-"))
     # One git command, so that the run waits for git inside (the note it writes then).
-    (work / "model.yaml").write_text('- text: "look"\n  tool_calls: [{name: bash, input: {command: "git status --short"}}]\n'
+    (work / "model.yaml").write_text('- text: "look"\n'
+                                     '  tool_calls: [{name: bash, input: {command: "git status --short"}}]\n'
                                      '- text: "done"\n')
     (work / "task.yaml").write_text(
         f"name: startup\nrepo: {repo}\nprompt: nothing\nmodel: scripted:model.yaml\n"

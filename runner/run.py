@@ -462,7 +462,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
         def git_done(task: asyncio.Future[None]) -> None:
             if ctx.sandbox is sandbox and not task.cancelled() and task.exception() is None:
                 emit(Note(f"git inside the sandbox is ready ({time.monotonic() - started:.3f}s after the sandbox's "
-                          "start)"))
+                          "start)", level="debug"))  # the trajectory's; the console's with -v
 
         git.add_done_callback(git_done)
 

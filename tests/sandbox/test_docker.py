@@ -499,3 +499,27 @@ async def test_the_attached_helper_ends_its_container_at_the_deadline(
         assert _run_labelled(client, cfg.run_id) == []
     finally:
         await sb.close()
+
+
+async def test_the_sandbox_is_ready_before_its_git_objects_and_commands_wait_for_them(repo: Repo) -> None:
+    """A first run's store is written beside the start: `start` returns without it, file tools
+    work at once, and the first command runs only once git inside is set up over the whole store."""
+    written = asyncio.Event()
+
+    async def objects_ready() -> None:
+        await written.wait()
+
+    sb = DockerSandbox(sandbox_config(repo, git_objects_ready=objects_ready))
+    try:
+        await asyncio.wait_for(sb.start(), 20)  # without the store
+        assert (await sb.file_op("ls", path="."))  # no git needed
+        command = asyncio.ensure_future(sb.exec("git log --oneline | wc -l; git status --short | wc -l", timeout=30))
+        await asyncio.sleep(1.0)
+        assert not command.done()  # waits for the store
+        written.set()
+        r = await asyncio.wait_for(command, 30)
+        assert r.ok and r.output.split() == ["2", "0"], r.output
+        await sb.git_ready()
+    finally:
+        written.set()
+        await sb.close()
