@@ -190,15 +190,15 @@ class DockerSandbox(Sandbox):
         try:
             self._files = files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            sock = await engine_call(lambda: self._create(objects, files, helper), "create")
+            attached = await engine_call(lambda: self._create(objects, files, helper), "create")
         finally:
             await reaping
-        if sock is not None:
+        if attached is not None:
             assert self.container_id is not None
             try:
-                proc = await AttachedProcess.open(sock, self.container_id)
+                proc = await AttachedProcess.open(attached, self.container_id)
             except BaseException:
-                sock.close()
+                attached[0].close()
                 raise
             self._attached, self._attached_proc = True, proc
             await self._connect_helper(proc, name=f"container {self.container_name}")
@@ -253,7 +253,8 @@ class DockerSandbox(Sandbox):
                                   git_dir_inside=IN_GIT_DIR if has_gitfile else None,
                                   ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
 
-    def _create(self, objects: Path | None, files: SandboxFiles, helper: list[str] | None) -> socket.socket | None:
+    def _create(self, objects: Path | None, files: SandboxFiles,
+                helper: list[str] | None) -> tuple[socket.socket, Any] | None:
         """Create and start the container; with `helper` (its own process) attached before the
         start, and the attach stream returned."""
         docker = _docker_module()
@@ -279,15 +280,15 @@ class DockerSandbox(Sandbox):
             self.container_id = _control(create, "create the sandbox container")
             self._create_unsure = False
             cid = self.container_id
-            sock = None if helper is None else _control(lambda: attach_socket(self._client, cid),
-                                                        "attach to the sandbox container")
+            attached = None if helper is None else _control(lambda: attach_socket(self._client, cid),
+                                                            "attach to the sandbox container")
             try:
                 _control(lambda: self._client.api.start(cid), "start the sandbox container")
             except BaseException:
-                if sock is not None:
-                    sock.close()
+                if attached is not None:
+                    attached[0].close()
                 raise
-            return sock
+            return attached
         except docker.errors.ImageNotFound:
             ours = self.config.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
             hint = BUILD_HINT if ours else (

@@ -43,29 +43,15 @@ def attachable(client: Any) -> bool:
     return base.startswith(("http+docker://localhost", "http+docker://localunixsocket", "http://"))
 
 
-def attach_socket(client: Any, cid: str) -> socket.socket:
-    """The container's stdin/stdout/stderr as one raw socket (blocking call, before start)."""
+def attach_socket(client: Any, cid: str) -> tuple[socket.socket, Any]:
+    """The container's stdin/stdout/stderr as one raw socket (blocking call, before start), and
+    what must stay referenced as long as it is used (the SDK's socket wrapper and its HTTP
+    response: collecting them would close it)."""
     raw = client.api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
     sock = getattr(raw, "_sock", raw)
     if not isinstance(sock, socket.socket):
         raise TypeError(f"the attach stream is a {type(raw).__name__}, not a socket")
-    # Keep the HTTP response (and the SocketIO) alive with the socket: their collection would close it.
-    sock_owner = _Owner(sock, raw)
-    _OWNERS.add(sock_owner)
-    return sock
-
-
-class _Owner:
-    def __init__(self, sock: socket.socket, raw: Any) -> None:
-        self.sock, self.raw = sock, raw
-
-
-_OWNERS: set[_Owner] = set()
-
-
-def _forget(sock: socket.socket) -> None:
-    for owner in [o for o in _OWNERS if o.sock is sock]:
-        _OWNERS.discard(owner)
+    return sock, raw
 
 
 class _Stdin:
@@ -90,7 +76,7 @@ class _Stdin:
 class AttachedProcess:
     """The container's process as `asyncio.subprocess.Process` looks to HelperClient."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket,
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: Any,
                  container_id: str) -> None:
         self.stdin = _Stdin(writer)
         self.stdout = asyncio.StreamReader(limit=64 * 1024 * 1024)
@@ -99,14 +85,15 @@ class AttachedProcess:
         self.returncode: int | None = None
         self.container_id = container_id
         self._writer = writer
-        self._sock = sock
+        self._keep: Any = keep
         self._demux = asyncio.ensure_future(self._split(reader))
 
     @classmethod
-    async def open(cls, sock: socket.socket, container_id: str) -> AttachedProcess:
+    async def open(cls, attached: tuple[socket.socket, Any], container_id: str) -> AttachedProcess:
+        sock, keep = attached
         sock.setblocking(False)
-        reader, writer = await asyncio.open_connection(sock=sock)
-        return cls(reader, writer, sock, container_id)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+        return cls(reader, writer, keep, container_id)
 
     async def _split(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -122,7 +109,7 @@ class AttachedProcess:
             self.stdout.feed_eof()
             self.stderr.feed_eof()
             self._writer.close()
-            _forget(self._sock)
+            self._keep = None
 
     @property
     def exited(self) -> bool:
