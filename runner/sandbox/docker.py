@@ -4,7 +4,10 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
 
 1. reap the leftovers of dead runs; check the daemon and the image (never pulled: a missing image
    names the build command);
-2. create the container: PID 1 is `sleep <run deadline + margin>` under docker's init, so a
+2. create the container. Without setup commands its process (PID 1) is the agent's helper,
+   attached before the start and spoken to over the attach stream (docker_attach.py): steps
+   3-5 do not happen, and the container ends with the helper's stdin or at the run's deadline
+   plus a margin. With setup, PID 1 is `sleep <run deadline + margin>` under docker's init, so a
    container outlives a crashed runner by minutes at most (and removes itself: auto_remove);
    `cap_drop=ALL`, `no-new-privileges`, cpu/memory/pids limits, the worktree at /workspace,
    the helper and the base history's object store read-only (every mount source in the cache,
@@ -15,8 +18,10 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
    again with `docker top`), setuid/setgid bits in the worktree are cleared, and what setup made
    there is handed back to the invoking user;
 4. the network is cut (disconnected from every network) unless the task asks for `bridge`;
-5. the agent helper starts as the invoking uid:gid via `docker exec -i` with no capabilities,
-   and sets up a container-private git dir (see docker_git.py).
+5. the agent helper starts as the invoking uid:gid via `docker exec -i` with no capabilities;
+6. (both paths) git inside - a container-private git dir over the base commit's object store
+   (docker_git.py) - is set up beside the model's first call: a first run on a commit may still
+   be writing that store. Every command (`exec`, `spawn`) waits for it; file tools need no git.
 
 This module is that lifecycle - the `DockerSandbox` class and the state of one run. What it
 stands on lives beside it, each one idea: docker_engine.py (the SDK client, the `_control`
@@ -29,10 +34,11 @@ The host `docker` CLI always runs with `cli_env()` and nothing else: values for 
 `--env-file` in a private directory. Control-plane calls (create, start, inspect, disconnect,
 pause, remove) go through `_control`: a timeout each, bounded jittered retries on 5xx/timeouts.
 
-Why `docker exec -i` of the CLI for the helper rather than the SDK's exec socket: the CLI hands
-us an asyncio subprocess whose pipes are already demultiplexed, which is exactly what
-`HelperClient` speaks; measured per-call overhead is well under a millisecond of transport
-(bench/sandbox.py), so a socket adapter would buy nothing measurable.
+Why the attach stream rather than `docker exec -i` when there is no setup: a run then pays no
+exec (a CLI process, an exec create and start, a runtime exec: ~60-250 ms and a share of a
+batch's CPU). Per call the two are alike: well under a millisecond of transport
+(bench/sandbox.py). The exec path stays for setup (root first, the agent after) and for daemons
+reached over TLS or ssh, whose attach stream is not a plain socket.
 """
 
 from __future__ import annotations
