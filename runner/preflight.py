@@ -6,10 +6,12 @@ nobody serves, no API credentials, a sandbox image that was never built, more CP
 Docker host has, an output directory that is a file. Each problem is reported as
 `FILE:LINE: field: problem` (exit 2) before anything is created.
 
-Credentials are asked of each provider's own chain (runner.models.credentials); `validate`
-reports missing ones as a warning (a task is often checked where they are not), `run` and
-`batch` as a problem (exit 2). A `${NAME}` of a provider's variable is refused anywhere it would
-reach the sandbox or an MCP server.
+Credentials are asked of each provider's own chain (runner.models.credentials): missing ones
+are a problem (exit 2) for `validate`, `run` and `batch` alike, naming the variables or chain
+that would satisfy the provider; `validate --no-credentials` leaves them out (a lint job where
+secrets are absent on purpose, as in a fork's pull request). A batch reports them once per
+provider at the manifest's line (`manifest_credentials`), not once per task. A `${NAME}` of a
+provider's variable is refused anywhere it would reach the sandbox or an MCP server.
 """
 
 from __future__ import annotations
@@ -18,21 +20,21 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import AstraError, ConfigError
-from runner.models.credentials import check_credentials as credential_problems
+from runner.models.credentials import check_credentials as _missing
 from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.models.scripted import load_script, resolve_script
 from runner.problems import ConfigProblems, Problem
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
-from runner.yamlio import exists, is_dir
+from runner.yamlio import Positions, exists, format_loc, is_dir
 
 if TYPE_CHECKING:
     from runner.settings import Flags, Settings
@@ -77,6 +79,8 @@ class Machine:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     notes: list[str] = field(default_factory=list)
     """What could not be checked (Docker unreachable), for `validate` to say."""
+    credential_hint: str = ""
+    """Added to a missing-credentials problem (`validate` says how to skip the check)."""
     _docker: Any = None
     _docker_tried: bool = False
     _images: dict[str, bool] = field(default_factory=dict)
@@ -121,9 +125,9 @@ def find(
     skip: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     """Every problem found. `check_git`: also ask git and Docker (a full preflight).
-    `check_credentials`: also whether the provider's credentials are there (`validate` reports
-    them apart, as warnings: see `credential_warnings`). `skip`: top-level fields that already
-    have problems (their values are stand-ins): not checked again."""
+    `check_credentials`: also whether the provider's credentials are there (see
+    `credential_problems`; a batch asks once per provider: `manifest_credentials`). `skip`:
+    top-level fields that already have problems (their values are stand-ins): not checked again."""
     machine = machine or Machine()
     spec = task.spec
     found: list[Problem] = []
@@ -145,7 +149,7 @@ def find(
     if not skip & {"model", "provider"}:
         found += _model(task, machine)
         if check_credentials:
-            found += credential_warnings(task)
+            found += credential_problems(task, machine.credential_hint)
     out_dir = Path(spec.outputs.dir).expanduser()
     if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
@@ -196,15 +200,40 @@ def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
     return found
 
 
-def credential_warnings(task: LoadedTask) -> list[Problem]:
+def credential_problems(task: LoadedTask, hint: str = "") -> list[Problem]:
     """What the provider's credential chain is missing here (none for a scripted model), placed
-    at `provider` when the task (or ASTRA_PROVIDER) sets it, else at `model`."""
+    at `provider` where the task (a manifest's defaults, or ASTRA_PROVIDER) sets it, else at `model`."""
     spec = task.spec
     if (spec.model or "").startswith(SCRIPTED_PREFIX):
         return []
-    written = task.origin.main.positions.has(("provider",)) or ("provider",) in _overridden(task)
-    loc = ("provider",) if written else ("model",)
-    return [task.problem(loc, p) for p in credential_problems(spec.provider or "anthropic")]
+    loc = ("provider",) if _written(task, ("provider",)) else ("model",)
+    return [task.problem(loc, p + hint) for p in _missing(spec.provider or "anthropic")]
+
+
+def manifest_credentials(
+    tasks: Sequence[LoadedTask], source: str, root: Positions, hint: str = ""
+) -> list[Problem]:
+    """A batch's missing credentials, once per provider and at the manifest's line (its
+    `defaults.provider`, else `defaults.model`, else its top), naming the tasks that need them;
+    at ASTRA_PROVIDER when that variable chose the provider."""
+    by_provider: dict[str, list[LoadedTask]] = {}
+    for task in tasks:
+        if not (task.spec.model or "").startswith(SCRIPTED_PREFIX):
+            by_provider.setdefault(task.spec.provider or "anthropic", []).append(task)
+    found = []
+    for provider, users in by_provider.items():
+        missing = _missing(provider)  # type: ignore[arg-type]
+        if not missing:
+            continue
+        names = sorted(t.spec.name for t in users)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        needed = f" (needed by {len(names)} task{'' if len(names) == 1 else 's'}: {shown})"
+        if ("provider",) in _overridden(users[0]):
+            found += [users[0].problem(("provider",), m + needed + hint) for m in missing]
+            continue
+        loc = next((k for k in (("defaults", "provider"), ("defaults", "model")) if root.has(k)), ())
+        found += [Problem(source, root.line(loc), format_loc(loc), m + needed + hint) for m in missing]
+    return found
 
 
 def provider_secret_refs(task: LoadedTask) -> list[Problem]:
@@ -223,6 +252,12 @@ def provider_secret_refs(task: LoadedTask) -> list[Problem]:
                     found.append(task.problem((*loc, key), f"${{{name}}} is a model provider's variable; "
                                               "it is never passed to the sandbox or an MCP server"))
     return found
+
+
+def _written(task: LoadedTask, loc: tuple[str, ...]) -> bool:
+    """Whether a file, a variable or a flag sets the field at `loc` (else it is the default)."""
+    return any(loc in layer.only if layer.only is not None else layer.positions.has((*layer.prefix, *loc))
+               for layer in task.origin.layers)
 
 
 def _overridden(task: LoadedTask) -> set[tuple[int | str, ...]]:

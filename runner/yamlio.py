@@ -97,6 +97,10 @@ class Positions:
         )
 
 
+YamlDoc = tuple[Any, "Positions", list["Problem"]]
+"""What `load_yaml` gives: the data, where each field is, the problems that still let it be checked."""
+
+
 def format_loc(loc: Sequence[int | str]) -> str:
     """["policy", "allow", 2] -> `policy.allow[2]`; () -> `(top level)`."""
     out = ""

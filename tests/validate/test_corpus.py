@@ -171,7 +171,7 @@ def test_a_fifo_as_the_task_file_does_not_hang(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "runner", "validate", str(fifo)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr == f"astra-run: {fifo}: the task file is not a regular file (a named pipe)\n"
+    assert proc.stderr == f"astra-run: {fifo}: the file is not a regular file (a named pipe)\n"
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "."])
@@ -184,7 +184,7 @@ def test_a_large_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path = tmp_path / "task.yaml"
     path.write_text("name: x\nprompt: p\n" + "# padding\n" * 200_000)
     assert main(["validate", str(path)]) == 2
-    assert capsys.readouterr().err == f"astra-run: {path}: the task file is larger than 1024 KiB\n"
+    assert capsys.readouterr().err == f"astra-run: {path}: the file is larger than 1024 KiB\n"
 
 
 def test_a_valid_manifest_prints_its_task_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -212,19 +212,55 @@ def test_run_checks_everything_before_anything_is_created(tmp_path: Path) -> Non
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
-def test_validate_warns_of_missing_credentials_at_the_provider_line(
+NO_CREDS_HINT = (" (absent on purpose, as in a fork's pull request? `astra-run validate --no-credentials` skips "
+                 "this check)")
+
+
+def test_missing_credentials_are_a_problem_in_line_order_unless_no_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A task is often validated where the credentials are not (a PR's CI job): a warning there;
-    `run` and `batch` stop on it (exit 2, before anything is made)."""
-    case = Case("creds", {"task.yaml": "name: x\nprompt: p\nprovider: anthropic\n" + LOCAL}, [], env={})
+    """`validate` reports missing credentials as a problem (exit 2), in line order with the rest;
+    `--no-credentials` is the way out for a job where the secrets are absent on purpose."""
+    case = Case("creds", {"task.yaml": "limits: {max_turns: 0}\nname: x\nprompt: p\nprovider: anthropic\n"
+                                       + LOCAL + "bogus: 1\n"}, [], env={})
     _prepare(tmp_path, case, monkeypatch)
-    assert main(["validate", "task.yaml"]) == 0
+    assert main(["validate", "task.yaml"]) == 2
+    assert capsys.readouterr().err.removeprefix("astra-run: ").splitlines() == [
+        "task.yaml:1: limits.max_turns: Input should be greater than 0",
+        f"task.yaml:4: provider: {NO_KEY}{NO_CREDS_HINT}",
+        "task.yaml:7: bogus: unknown key",
+    ]
+    (tmp_path / "task.yaml").write_text("name: x\nprompt: p\nprovider: anthropic\n" + LOCAL)
+    assert main(["validate", "task.yaml"]) == 2
+    assert capsys.readouterr().err == f"astra-run: task.yaml:3: provider: {NO_KEY}{NO_CREDS_HINT}\n"
+    assert main(["validate", "--no-credentials", "task.yaml"]) == 0
     out, err = capsys.readouterr()
-    assert "credentials MISSING here" in out
-    assert err == f"astra-run: warning: task.yaml:3: provider: {NO_KEY} (a run here would stop with exit 2)\n"
-    assert main(["run", "task.yaml"]) == 2
+    assert "provider: anthropic, credentials not checked (--no-credentials)" in out and err == ""
+    assert main(["run", "task.yaml"]) == 2  # run says it without the validate hint
     assert capsys.readouterr().err == f"astra-run: task.yaml:3: provider: {NO_KEY}\n"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert main(["validate", "task.yaml"]) == 0
+    assert "provider: anthropic, credentials found" in capsys.readouterr().out
+
+
+def test_a_manifest_reports_missing_credentials_once_per_provider_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = Case("creds", {
+        "m.yaml": "tasks: [t/*.yaml]\ndefaults:\n  sandbox: {backend: local}\n  provider: anthropic\n",
+        **{f"t/{n}.yaml": f"name: {n}\nprompt: p\n" for n in "abc"},
+        "t/d.yaml": "name: d\nprompt: p\nmodel: scripted:../s.yaml\n", "s.yaml": "- text: done\n"}, [], env={})
+    _prepare(tmp_path, case, monkeypatch)
+    assert main(["validate", "m.yaml"]) == 2
+    assert capsys.readouterr().err == (f"astra-run: m.yaml:4: defaults.provider: {NO_KEY} (needed by 3 tasks: a, b, "
+                                       f"c){NO_CREDS_HINT}\n")
+    assert main(["batch", "m.yaml", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"astra-run: m.yaml:4: defaults.provider: {NO_KEY} (needed by 3 tasks: a, b, c)\n"
+    assert main(["validate", "m.yaml", "--no-credentials"]) == 0
+    assert capsys.readouterr().out.startswith("m.yaml: valid batch manifest, 4 task(s) (credentials not checked")
+    (tmp_path / "m.yaml").write_text("tasks: [t/*.yaml]\ndefaults:\n  sandbox: {backend: local}\n")
+    assert main(["validate", "m.yaml"]) == 2  # no provider written: at the manifest's top, still once
+    assert capsys.readouterr().err.startswith(f"astra-run: m.yaml:1: (top level): {NO_KEY} (needed by 3 tasks")
 
 
 def test_an_env_model_is_blamed_on_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
