@@ -31,7 +31,7 @@ from runner.models.credentials import check_credentials as _missing
 from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.models.scripted import load_script, resolve_script
-from runner.problems import ConfigProblems, Problem
+from runner.problems import ConfigProblems, Problem, messages_of
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
 from runner.yamlio import Positions, exists, format_loc, is_dir
@@ -85,6 +85,7 @@ class Machine:
     _docker_tried: bool = False
     _images: dict[str, bool] = field(default_factory=dict)
     _info: dict[str, Any] | None = None
+    _prices: list[Problem] | None = None
 
     def docker(self) -> Any:
         if not self._docker_tried:
@@ -115,6 +116,21 @@ class Machine:
                 self.notes.append(f"could not look up the image {image}: {exc}")
                 return None
         return self._images[image]
+
+    def price_problems(self) -> list[Problem]:
+        """What is wrong with $ASTRA_PRICES_FILE (read once): a run prices every call with it."""
+        if self._prices is None:
+            self._prices = []
+            if path := self.env.get("ASTRA_PRICES_FILE"):
+                from runner.models.pricing import load_prices
+
+                try:
+                    load_prices(Path(path))
+                except ConfigProblems as exc:
+                    self._prices = [p for p in exc.problems if isinstance(p, Problem)]
+                except ConfigError as exc:  # the file cannot be read at all: name the variable
+                    self._prices = [Problem("ASTRA_PRICES_FILE", 0, path, str(exc).removeprefix(f"{path}: "))]
+        return self._prices
 
     def docker_cpus(self) -> int | None:
         return int(self._info["NCPU"]) if self.docker() is not None and self._info and "NCPU" in self._info else None
@@ -150,6 +166,7 @@ def find(
         found += _model(task, machine)
         if check_credentials:
             found += credential_problems(task, machine.credential_hint)
+    found += machine.price_problems()
     out_dir = Path(spec.outputs.dir).expanduser()
     if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
@@ -191,8 +208,8 @@ def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
     if model.startswith(SCRIPTED_PREFIX):
         try:
             load_script(resolve_script(model, task.base_dir))
-        except ConfigError as exc:
-            return [task.problem(("model",), str(exc).removeprefix("model: "))]
+        except ConfigError as exc:  # each of the script's problems, under the task's `model` line
+            return [task.problem(("model",), str(m).removeprefix("model: ")) for m in messages_of(exc)]
         return []
     found = []
     if (spec.provider or "anthropic") == "anthropic" and (problem := model_problem(model, machine.env)):
