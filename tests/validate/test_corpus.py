@@ -50,6 +50,65 @@ CASES = [
         'task.yaml:8: sandbox.env.NUM: `1` is read as the number 1: quote it ("1") to mean the text',
         'task.yaml:8: sandbox.env.WHEN: `2024-05-01` is read as a date: quote it ("2024-05-01") to mean the text',
     ]),
+    Case("YAML 1.2's surprise types, in every text field of a task file", {"task.yaml": (
+        "name: 1.10\nprompt: p\nref: 2024-01-01\nmodel: 010\n" + LOCAL
+        + "  image: 0x10\n  env: {A: null, B: ~, C: 1_000, D: .inf, 2024-01-01: x}\n  setup: [1.5, true]\n"
+        "policy:\n  allow: [read, 12]\nverify:\n  - name: 3\n    run: true\n"
+        "mcp_servers:\n  s: {command: srv, args: [--port, 8080], env: {X: 2024-01-01 10:00:00}}\n"
+        "outputs: {dir: 7}\n")}, [
+        'task.yaml:1: name: `1.10` is read as the number 1.1: quote it ("1.10") to mean the text',
+        'task.yaml:3: ref: `2024-01-01` is read as a date: quote it ("2024-01-01") to mean the text',
+        'task.yaml:4: model: `010` is read as the number 10: quote it ("010") to mean the text',
+        'task.yaml:7: sandbox.image: `0x10` is read as the number 16: quote it ("0x10") to mean the text',
+        'task.yaml:8: sandbox.env: the key `2024-01-01` is read as a date: quote it ("2024-01-01")',
+        'task.yaml:8: sandbox.env.A: `null` is read as null (no value): quote it ("null") to mean the text, '
+        'or write "" for empty text',
+        'task.yaml:8: sandbox.env.B: `~` is read as null (no value): quote it ("~") to mean the text, '
+        'or write "" for empty text',
+        'task.yaml:8: sandbox.env.C: `1_000` is read as the number 1000: quote it ("1_000") to mean the text',
+        'task.yaml:8: sandbox.env.D: `.inf` is read as the number inf: quote it (".inf") to mean the text',
+        'task.yaml:9: sandbox.setup[0]: `1.5` is read as the number 1.5: quote it ("1.5") to mean the text',
+        'task.yaml:9: sandbox.setup[1]: `true` is read as true: quote it ("true") to mean the text',
+        'task.yaml:11: policy.allow[1]: `12` is read as the number 12: quote it ("12") to mean the text',
+        'task.yaml:13: verify[0].name: `3` is read as the number 3: quote it ("3") to mean the text',
+        'task.yaml:14: verify[0].run: `true` is read as true: quote it ("true") to mean the text',
+        'task.yaml:16: mcp_servers.s.args[1]: `8080` is read as the number 8080: quote it ("8080") to mean the text',
+        'task.yaml:16: mcp_servers.s.env.X: `2024-01-01 10:00:00` is read as a date and time: quote it '
+        '("2024-01-01 10:00:00") to mean the text',
+        'task.yaml:17: outputs.dir: `7` is read as the number 7: quote it ("7") to mean the text',
+    ]),
+    Case("under YAML 1.1 a word of a choice read as true/false is called out", {"task.yaml": (
+        "%YAML 1.1\n---\nname: x\nprompt: p\n" + LOCAL + "  network: off\nmodel_options:\n  thinking: off\n"
+        "  effort: 1\n")}, [
+        "task.yaml:7: sandbox.network: Input should be 'none' or 'bridge' (`off` is read as false)",
+        'task.yaml:9: model_options.thinking: `off` is read as false: quote it ("off") to mean the text',
+        "task.yaml:10: model_options.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max' "
+        "(`1` is read as the number 1)",
+    ]),
+    Case("a manifest that does not fit its schema is still checked in full, surprise types included", {
+        "m.yaml": ("defaults:\n  ref: 1.0\n  sandbox: {backend: local, env: {V: 2.0}}\ntasks: [1.10, t.yaml]\n"
+                   "matrix:\n  template: 5\n  repos: [.]\n"),
+        "t.yaml": "name: t\nprompt: p\nlimits: {max_turns: 0}\n"}, [
+        'm.yaml:2: defaults.ref: `1.0` is read as the number 1.0: quote it ("1.0") to mean the text',
+        'm.yaml:3: defaults.sandbox.env.V: `2.0` is read as the number 2.0: quote it ("2.0") to mean the text',
+        'm.yaml:4: tasks[0]: `1.10` is read as the number 1.1: quote it ("1.10") to mean the text',
+        'm.yaml:6: matrix.template: `5` is read as the number 5: quote it ("5") to mean the text',
+        "t.yaml:3: limits.max_turns: Input should be greater than 0",
+    ], target="m.yaml"),
+    Case("a scripted model file: every problem at its own line, under the task's model line", {
+        "task.yaml": "name: x\nprompt: p\nmodel: scripted:s.yaml\n" + LOCAL,
+        "s.yaml": "- text: 1.5\n  tool_calls:\n    - {name: 3, input: {}}\n- text: ok\n  bogus: 1\n"}, [
+        'task.yaml:3: model: {d}/s.yaml:1: [0].text: `1.5` is read as the number 1.5: quote it ("1.5") to mean '
+        'the text',
+        'task.yaml:3: model: {d}/s.yaml:3: [0].tool_calls[0].name: `3` is read as the number 3: quote it ("3") '
+        'to mean the text',
+        "task.yaml:3: model: {d}/s.yaml:5: [1].bogus: unknown key",
+    ], env={}),
+    Case("a price file that cannot be used is found before anything runs", {
+        "task.yaml": "name: x\nprompt: p\n" + LOCAL,
+        "p.json": '{"date": "d",\n "source": "s", "models": {"m": 1}}'}, [
+        "p.json:2: models.m: expected an object with input, output, cache_write, cache_read",
+    ], env={"ANTHROPIC_API_KEY": "k", "ASTRA_PRICES_FILE": "p.json"}),
     Case("YAML 1.2 (the default) reads `no` as text: nothing to say", {"task.yaml": (
         "name: no\nprompt: p\n" + LOCAL)}, []),
     Case("every value is range-checked", {"task.yaml": (
@@ -163,6 +222,29 @@ def test_every_problem_of_each_file_at_once(
     expected = [line.replace("{d}", str(d.resolve())) for line in case.expected]
     assert problems == expected, err
     assert code == (2 if expected else 0), out + err
+
+
+def test_validate_reads_the_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Telling a task file from a manifest does not read it a second time (it could change between)."""
+    import runner.yamlio
+
+    case = Case("once", {"task.yaml": "name: x\nprompt: p\n" + LOCAL,
+                         "m.yaml": "tasks: [task.yaml]\n"}, [])
+    _prepare(tmp_path, case, monkeypatch)
+    reads: list[str] = []
+    real = runner.yamlio.read_text
+
+    def counting(path: Path, what: str, **kw: object) -> str:
+        reads.append(Path(path).name)
+        return real(path, what, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner.yamlio, "read_text", counting)
+    assert main(["validate", "task.yaml"]) == 0
+    assert reads == ["task.yaml"]
+    reads.clear()
+    assert main(["validate", "m.yaml"]) == 0, capsys.readouterr().err
+    assert reads == ["m.yaml", "task.yaml"]
 
 
 def test_a_fifo_as_the_task_file_does_not_hang(tmp_path: Path) -> None:
