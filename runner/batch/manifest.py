@@ -295,18 +295,23 @@ def _matrix_tasks(
     return out
 
 
-def _check_names(planned: Sequence[PlannedTask]) -> list[str]:
+def _check_names(planned: Sequence[PlannedTask]) -> list[Problem]:
+    """Names that would collide in OUT/, at the line of the later task's `name`."""
     errors = []
     first: dict[str, PlannedTask] = {}
     for p in planned:
         if p.name.startswith(".") or p.name in AGGREGATE_FILES:
-            errors.append(f"{p.origin}: name: {p.name!r} cannot be a batch task name "
-                          "(it would collide with OUT/ itself or an aggregate file)")
+            errors.append(p.task.problem(("name",), f"{p.name!r} cannot be a batch task name "
+                                         "(it would collide with OUT/ itself or an aggregate file)"))
             continue
         other = first.setdefault(p.name.lower(), p)
         if other is not p:
             same = "" if other.name == p.name else f" (names differ only in case: {other.name!r})"
-            errors.append(f"duplicate task name {p.name!r}{same}: defined by {other.origin} and by {p.origin}")
+            where = other.task.where("name").rsplit(": ", 1)[0]  # FILE:LINE
+            also = "" if other.origin.split(" (matrix")[0] == where.split(":")[0] and "(matrix" not in other.origin \
+                else f" ({other.origin})"
+            errors.append(p.task.problem(("name",), f"duplicate task name {p.name!r}{same}: {where}{also} already "
+                                         "has it; task names must be unique in a batch"))
     return errors
 
 

@@ -186,6 +186,14 @@ CASES = [
         "t.yaml": "name: t\nprompt: p\n" + LOCAL}, [
         "m.yaml:4: matrix.refs[1]: nope does not name a commit in {d}",
     ], target="m.yaml"),
+    Case("task names that collide in OUT/ are reported at the later name's line", {
+        "m.yaml": "tasks: [t/*.yaml]\n", "t/a.yaml": "name: a\nprompt: p\n" + LOCAL,
+        "t/b.yaml": LOCAL + "name: A\nprompt: p\n", "t/c.yaml": "name: junit.xml\nprompt: p\n" + LOCAL}, [
+        "t/b.yaml:3: name: duplicate task name 'A' (names differ only in case: 'a'): t/a.yaml:1 already has it; "
+        "task names must be unique in a batch",
+        "t/c.yaml:1: name: 'junit.xml' cannot be a batch task name (it would collide with OUT/ itself or an "
+        "aggregate file)",
+    ], target="m.yaml"),
     Case("a manifest's duplicate key", {
         "m.yaml": "tasks: [a.yaml]\ntasks: [b.yaml]\n", "a.yaml": "name: a\nprompt: p\n" + LOCAL}, [
         f"m.yaml:2: tasks: duplicate key (first at line 1): {DUP}",
