@@ -143,11 +143,12 @@ def find(
     """Every problem found. `check_git`: also ask git and Docker (a full preflight).
     `check_credentials`: also whether the provider's credentials are there (see
     `credential_problems`; a batch asks once per provider: `manifest_credentials`). `skip`:
-    top-level fields that already have problems (their values are stand-ins): not checked again."""
+    fields that already have problems (their values are stand-ins): not checked again - a
+    top-level one, or one key of a section (`sandbox.memory`: the rest of `sandbox` is checked)."""
     machine = machine or Machine()
     spec = task.spec
     found: list[Problem] = []
-    for key, value in spec.sandbox.env.items() if "sandbox" not in skip else ():
+    for key, value in spec.sandbox.env.items() if not skip & {"sandbox", "sandbox.env"} else ():
         for name in HOST_VAR.findall(value):
             if name not in machine.env:
                 found.append(task.problem(("sandbox", "env", key), f"host variable ${{{name}}} is not set"))
@@ -160,7 +161,7 @@ def find(
                     if name not in machine.env:
                         found.append(task.problem(("mcp_servers", server_name, section, key),
                                                   f"host variable ${{{name}}} is not set"))
-    if not skip & {"sandbox", "mcp_servers"}:
+    if not skip & {"sandbox", "sandbox.env", "mcp_servers"}:
         found += provider_secret_refs(task)
     if not skip & {"model", "provider"}:
         found += _model(task, machine)
@@ -168,13 +169,13 @@ def find(
             found += credential_problems(task, machine.credential_hint)
     found += machine.price_problems()
     out_dir = Path(spec.outputs.dir).expanduser()
-    if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
+    if not skip & {"outputs", "outputs.dir"} and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
     if check_git:
         if not skip & {"repo", "ref"}:
             found += _git(task)
-        if spec.sandbox.backend == "docker" and "sandbox" not in skip:
-            found += _docker(task, machine)
+        if spec.sandbox.backend == "docker" and not skip & {"sandbox", "sandbox.backend"}:
+            found += _docker(task, machine, skip)
     return found
 
 
@@ -297,12 +298,12 @@ def _git(task: LoadedTask) -> list[Problem]:
     return []
 
 
-def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
+def _docker(task: LoadedTask, machine: Machine, skip: frozenset[str] = frozenset()) -> list[Problem]:
     from runner.sandbox.docker_engine import BUILD_HINT
 
     sandbox = task.spec.sandbox
     found = []
-    if machine.has_image(sandbox.image) is False:
+    if "sandbox.image" not in skip and machine.has_image(sandbox.image) is False:
         from runner.task import DEFAULT_IMAGE
 
         ours = sandbox.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
@@ -310,7 +311,7 @@ def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
         found.append(task.problem(("sandbox", "image"),
                                   f"the image {sandbox.image} is not on this Docker host; {hint}"))
     cpus = machine.docker_cpus()
-    if cpus is not None and sandbox.cpus > cpus:
+    if "sandbox.cpus" not in skip and cpus is not None and sandbox.cpus > cpus:
         found.append(task.problem(("sandbox", "cpus"), f"{sandbox.cpus:g} is more than the {cpus} CPU(s) of the "
                                   "Docker host"))
     return found

@@ -134,6 +134,14 @@ CASES = [
         "task.yaml:4: limits.timeout: 1000000 is longer than the most allowed, 7 days (604800s)",
         "task.yaml:7: sandbox.memory: '0' is less than Docker's smallest memory limit, 6m",
     ]),
+    Case("a bad key of a section leaves the rest of it checked (one pass, not two rounds)", {"task.yaml": (
+        "name: x\nprompt: p\n" + LOCAL + "  memory: lots\n  env: {A: '${UNSET_XYZ_17}'}\n"
+        "limits: {max_turns: 0}\noutputs: {dir: taken}\n"), "taken": "a file\n"}, [
+        "task.yaml:5: sandbox.memory: 'lots' is not a memory size like 512m or 4g",
+        "task.yaml:6: sandbox.env.A: host variable ${UNSET_XYZ_17} is not set",
+        "task.yaml:7: limits.max_turns: Input should be greater than 0",
+        "task.yaml:8: outputs.dir: {d}/taken exists and is not a directory",
+    ]),
     Case("a misspelt model gets the nearest known id", {"task.yaml": (
         "name: x\nprompt: p\nmodel: claude-sonet-4-5\n" + LOCAL)}, [
         "task.yaml:3: model: 'claude-sonet-4-5' is not a known model id; did you mean 'claude-sonnet-4-5'? "
@@ -376,6 +384,12 @@ def test_a_missing_image_and_too_many_cpus_are_found_by_validate(
                                "Docker host; build it with `sandbox-images/build.sh`"), lines
     assert lines[1].startswith("task.yaml:5: sandbox.cpus: 1000 is more than the "), lines
     assert len(lines) == 2
+    (tmp_path / "task.yaml").write_text("name: x\nprompt: p\nsandbox:\n  image: astra-sandbox:never-built\n"
+                                        "  memory: lots\n")
+    assert main(["validate", "task.yaml"]) == 2  # a bad memory does not hide the missing image
+    lines = capsys.readouterr().err.removeprefix("astra-run: ").splitlines()
+    assert [line.split(": ")[0:2] for line in lines] == [["task.yaml:4", "sandbox.image"],
+                                                         ["task.yaml:5", "sandbox.memory"]], lines
 
 
 def test_batch_dry_run_prints_the_task_table_and_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
