@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a task file or a batch manifest: every problem at once; exit 0 or 2")
     val.add_argument("task", metavar="FILE", help="a task file or a batch manifest (YAML)")
+    val.add_argument("--no-credentials", action="store_true",
+                     help="do not ask whether the provider's credentials are here (a lint job without secrets)")
 
     pol = sub.add_parser("policy", help="would the task's policy allow this bash command? why? (exit 0/1)")
     pol.add_argument("task")
@@ -184,7 +186,7 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner.validate import validate
 
-    return validate(args.task, sys.stdout)
+    return validate(args.task, sys.stdout, check_credentials=not args.no_credentials)
 
 
 # -------------------------------------------------------------------------------- cleanup

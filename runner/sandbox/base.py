@@ -207,6 +207,8 @@ class HelperClient:
             self._dead = broken or f"the sandbox helper ({self._name}) stopped"
             if self._stderr_tail:
                 self._dead += ": " + self._stderr_tail.decode("utf-8", "replace").strip()
+            elif broken is None:
+                self._dead += await self._exit_said()
             if broken is not None:
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.kill()
@@ -214,6 +216,18 @@ class HelperClient:
                 if not fut.done():
                     fut.set_exception(SandboxError(self._dead))
             self._pending.clear()
+
+    async def _exit_said(self) -> str:
+        """How the helper's process ended, when it said nothing on stderr: its exit code, and for
+        a SIGKILL (137: `docker exec` of a killed process) the likeliest cause."""
+        try:
+            code = await asyncio.wait_for(self._proc.wait(), 1.0)
+        except (TimeoutError, Exception):
+            return ""
+        if code in (137, -9):
+            return (f" (exit code {code}: killed by SIGKILL - most often the kernel's out-of-memory killer; "
+                    "is sandbox.memory large enough?)")
+        return f" (exit code {code})"
 
     async def request(self, op: str, *, timeout: float, **args: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """Send one request and wait for its answer.
