@@ -262,3 +262,18 @@ def test_a_daemon_in_another_mount_namespace_gets_the_poll(tmp_path: Path, cap: 
         assert "ASTRA_DISK_CAP=kernel, but the worktree cannot have its own file system" in r["reason"], r
         assert "another mount namespace" in r["reason"]
     _nothing_left(tmp_path, r["run_id"], "docker")
+
+
+@pytest.mark.docker
+def test_the_patch_total_is_capped_docker(tmp_path: Path) -> None:
+    """Four 6 MB binary files, each under the per-file cap, would make a ~30 MB patch.diff: the
+    files past its 20 MB total are left out, listed with the reason, and the run says so."""
+    proc, out = attack(tmp_path, [WRITE_NOTES, bash("for i in 1 2 3 4; do head -c 6M /dev/urandom > r$i.bin; done")],
+                       expect_changes=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = result(out)
+    why = "the patch would pass its 20 MB total"
+    assert r["patch_excluded"] == [f"r3.bin ({why})", f"r4.bin ({why})"], r["patch_excluded"]
+    patch = (out / "patch.diff").read_bytes()
+    assert len(patch) <= 20 * 2**20 and b"NOTES.md" in patch and b"r2.bin" in patch and b"r3.bin" not in patch
+    assert f"left out of the patch: r3.bin ({why})" in proc.stdout + proc.stderr
