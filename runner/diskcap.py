@@ -203,12 +203,19 @@ class LoopMount:
         self.image.unlink(missing_ok=True)
 
     def copy_out(self) -> None:
-        """Turn the mount into a plain directory with the same files (a worktree kept for a person)."""
+        """Turn the mount into a plain directory with the same files (a worktree kept for a person).
+        When the copy fails, the image is unmounted and kept (SandboxError says where)."""
         tmp = self.mountpoint.with_name(self.mountpoint.name + ".copy")
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        _run(["cp", "-a", "--", f"{self.mountpoint}/.", str(tmp)], "copying the kept worktree off its file system")
+        try:
+            _run(["cp", "-a", "--", f"{self.mountpoint}/.", str(tmp)], "copying the kept worktree off its file system")
+        except SandboxError as exc:  # a full host disk: the files stay in the image, unmounted all the same
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.unmount()
+            raise SandboxError(f"{exc}; its files are in {self.image} (mount -o loop,ro {self.image} "
+                               f"{self.mountpoint} to read them)") from None
         self.unmount()
         os.rmdir(self.mountpoint)
         os.rename(tmp, self.mountpoint)

@@ -287,8 +287,8 @@ class Workspace:
         """A worktree that outlives the run (--keep, a lost patch, `run --resume`) becomes a plain
         directory with the same files: nothing stays mounted once the run is over."""
         if self.loop is not None:
-            self.loop.copy_out()
-            self.loop = None
+            loop, self.loop = self.loop, None  # unmounted either way (copy_out)
+            loop.copy_out()
 
     def mark_kept(self) -> None:
         """Keep this run's worktree from `astra-run cleanup` (the user, or a lost patch, needs it)."""

@@ -277,3 +277,29 @@ def test_the_patch_total_is_capped_docker(tmp_path: Path) -> None:
     patch = (out / "patch.diff").read_bytes()
     assert len(patch) <= 20 * 2**20 and b"NOTES.md" in patch and b"r2.bin" in patch and b"r3.bin" not in patch
     assert f"left out of the patch: r3.bin ({why})" in proc.stdout + proc.stderr
+
+
+@KERNEL
+def test_a_run_stopped_by_a_full_disk_resumes_with_nothing_mounted(tmp_path: Path) -> None:
+    """The stopped part's worktree is copied off its file system (nothing stays mounted between the
+    parts); the resumed part continues in it, the total polled, and its patch holds both parts."""
+    fill = "for i in 1 2 3; do head -c 30M /dev/zero > f$i; done; sleep 30"
+    proc, out = attack(tmp_path, [WRITE_NOTES, bash(fill), bash("rm f1 f2 f3; echo two > PART2.md")],
+                       backend="local", sandbox={"disk": "64m"}, expect_changes=True)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    stopped = result(out)
+    assert stopped["status"] == "limit" and stopped["disk_cap"] == "kernel" and stopped["resumable"], stopped
+    assert mounts_under(tmp_path) == [] and _loops_under(tmp_path) == []
+    worktree = tmp_path / "cache" / "runs" / stopped["run_id"] / "worktree"
+    assert (worktree / "NOTES.md").is_file() and not (worktree.parent / IMAGE_NAME).exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ASTRA_", "GITHUB_"))}
+    env["ASTRA_CACHE"] = str(tmp_path / "cache")
+    again = subprocess.run([sys.executable, "-m", "runner", "run", "--resume", str(out)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    r = result(out)
+    assert r["status"] == "success" and r["disk_cap"] == "poll", r
+    assert "a resumed run's worktree is a plain directory" in again.stdout + again.stderr
+    patch = (out / "patch.diff").read_text()
+    assert "NOTES.md" in patch and "PART2.md" in patch
+    _nothing_left(tmp_path, None, "local")
