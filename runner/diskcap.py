@@ -155,7 +155,7 @@ class LoopMount:
         with nothing left behind."""
         mount = cls(image, mountpoint)
         try:
-            mountpoint.mkdir(exist_ok=True)
+            mountpoint.mkdir()  # new: a mount must hide nothing
             # ext4's own overhead (inode tables, bitmaps) is 2-4%, in steps: measured, not guessed
             size = max(MIN_IMAGE_BYTES, limit + limit // 25 + 1024 * 1024)
             fits: int | None = None  # the smallest size tried whose free space holds the limit

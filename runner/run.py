@@ -417,7 +417,7 @@ async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
                         int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
         emit(Note(f"resuming run {ctx.run_id} (it stopped: {ctx.resumed.stopped})"))
         return
-    disk_bytes, disk_problem = _disk_cap(ctx)
+    disk_bytes, disk_problem = await asyncio.to_thread(_disk_cap, ctx)  # asks the Docker socket
     creating = asyncio.ensure_future(asyncio.to_thread(
         lambda: Workspace.create(task.repo, spec.ref, ctx.run_dir, ctx.settings.cache, disk_bytes=disk_bytes,
                                  disk_required=ctx.settings.disk_cap == "kernel")))
