@@ -30,11 +30,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from runner.errors import SandboxError
 
-CapMode = Literal["auto", "kernel", "poll"]
 IMAGE_NAME = "worktree.img"
 """The image file, in the run's directory of the cache (beside the worktree it is mounted at)."""
 MIN_IMAGE_BYTES = 4 * 1024 * 1024
@@ -109,16 +107,6 @@ def kernel_cap_problem(backend: str) -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return daemon_mount_problem() if backend == "docker" else None
-
-
-def requested(value: str | None) -> CapMode:
-    """ASTRA_DISK_CAP, checked."""
-    mode = (value or "auto").strip().lower()
-    if mode not in ("auto", "kernel", "poll"):
-        from runner.errors import ConfigError
-
-        raise ConfigError(f"ASTRA_DISK_CAP: {value!r} is not one of auto, kernel, poll")
-    return mode  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------- the mount
