@@ -217,8 +217,8 @@ def statvfs_usage(path: Path) -> tuple[int, int, int]:
 
 
 def reclaim(run_dir: Path) -> None:
-    """For `astra-run cleanup` and a crashed run: unmount the run's worktree and delete its image."""
-    image = run_dir / IMAGE_NAME
-    worktree = run_dir / "worktree"
-    if is_mounted(worktree) or image.exists():
-        LoopMount(image, worktree).remove()
+    """For `astra-run cleanup` and a crashed run: unmount whatever is mounted in the run's directory
+    (its worktree, or the one a resume was moving it onto) and delete its image."""
+    for point in sorted(mounts_under(run_dir), reverse=True):
+        LoopMount(run_dir / IMAGE_NAME, Path(point)).unmount()
+    (run_dir / IMAGE_NAME).unlink(missing_ok=True)

@@ -410,9 +410,18 @@ def _disk_note(ctx: RunContext, emit: EmitFn, problem: str | None) -> None:
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
     if ctx.resumed is not None:  # the worktree as the stopped part left it
-        ctx.workspace = ctx.resumed.workspace()
-        ctx.result.base_commit = ctx.workspace.base_commit
-        _disk_note(ctx, emit, "a resumed run's worktree is a plain directory")
+        ctx.workspace = workspace = ctx.resumed.workspace()
+        ctx.result.base_commit = workspace.base_commit
+        disk_bytes, disk_problem = await asyncio.to_thread(_disk_cap, ctx)
+        if disk_bytes is not None:  # the stopped part's files, back on a file system of their own
+            try:
+                size = disk_bytes
+                await blocking(lambda: workspace.attach_disk(size), limit_s=None, what="attach-disk")
+            except SandboxError as exc:
+                if ctx.settings.disk_cap == "kernel":
+                    raise SandboxError(f"ASTRA_DISK_CAP=kernel, but {exc}") from None
+                disk_problem = str(exc)
+        _disk_note(ctx, emit, disk_problem)
         emit(RunResumed(ctx.resumed.part, ctx.resumed.stopped, spec.limits.model_dump(),
                         int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
         emit(Note(f"resuming run {ctx.run_id} (it stopped: {ctx.resumed.stopped})"))

@@ -283,6 +283,40 @@ class Workspace:
                 git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         remove_tree(self.path.parent)
 
+    def attach_disk(self, disk_bytes: int) -> None:
+        """Move a plain worktree (a resumed run's) onto its own file system of `disk_bytes`: a new
+        image mounted aside, the files copied in, then mounted at the worktree's path. SandboxError
+        (nothing changed) when that cannot be done - the files do not fit, mounting fails."""
+        if self.loop is not None:
+            return
+        run_dir = self.path.parent
+        aside = LoopMount.create(run_dir / IMAGE_NAME, run_dir / "worktree.new", disk_bytes,
+                                 uid=os.getuid(), gid=os.getgid())
+        try:
+            subprocess.run(["cp", "-a", "--", f"{self.path}/.", str(aside.mountpoint)], check=True,
+                           capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            aside.unmount()
+        except (OSError, subprocess.SubprocessError) as exc:
+            aside.remove()
+            os.rmdir(aside.mountpoint)
+            err = exc.stderr.decode(errors="replace").strip()[-300:] if isinstance(exc, subprocess.CalledProcessError) \
+                else str(exc)
+            raise SandboxError(f"the worktree does not fit on a file system of sandbox.disk: {err}") from None
+        os.rmdir(aside.mountpoint)
+        old = run_dir / "worktree.old"
+        os.rename(self.path, old)
+        self.path.mkdir()
+        loop = LoopMount(run_dir / IMAGE_NAME, self.path)
+        try:
+            loop.mount()
+        except BaseException:
+            os.rmdir(self.path)
+            os.rename(old, self.path)
+            loop.remove()
+            raise
+        self.loop = loop
+        remove_tree(old)
+
     def detach_disk(self) -> None:
         """A worktree that outlives the run (--keep, a lost patch, `run --resume`) becomes a plain
         directory with the same files: nothing stays mounted once the run is over."""
