@@ -125,7 +125,10 @@ def _run(argv: list[str], what: str) -> str:
 def _mkfs(image: Path, size: int, uid: int, gid: int) -> None:
     with open(image, "wb") as f:
         f.truncate(size)  # sparse: the host disk holds only what is written
-    _run(["mkfs.ext4", "-q", "-F", "-b", str(_BLOCK), "-T", "default", "-m", "0", "-O", "^has_journal",
+    # One inode per block: as many files fit as `du` would allow (each takes a block), and the
+    # bigger inode tables cost the host nothing (not written: lazy_itable_init, a sparse image).
+    _run(["mkfs.ext4", "-q", "-F", "-b", str(_BLOCK), "-T", "default", "-i", str(_BLOCK), "-m", "0",
+          "-O", "^has_journal",
           "-E", f"lazy_itable_init=1,nodiscard,root_owner={uid}:{gid}", str(image)],
          "making the worktree's file system")
 
@@ -144,8 +147,8 @@ class LoopMount:
         mount = cls(image, mountpoint)
         try:
             mountpoint.mkdir()  # new: a mount must hide nothing
-            # ext4's own overhead (inode tables, bitmaps) is 2-4%, in steps: measured, not guessed
-            size = max(MIN_IMAGE_BYTES, limit + limit // 25 + 1024 * 1024)
+            # ext4's own overhead (inode tables, bitmaps) is ~7%, in steps: measured, not guessed
+            size = max(MIN_IMAGE_BYTES, limit + limit // 14 + 1024 * 1024)
             fits: int | None = None  # the smallest size tried whose free space holds the limit
             for attempt in range(_MKFS_TRIES + 1):
                 size = -(-size // _BLOCK) * _BLOCK
@@ -153,12 +156,13 @@ class LoopMount:
                 mount.mount()
                 free = statvfs_usage(mountpoint)[1]
                 if attempt == _MKFS_TRIES or (free >= limit and (
-                        size == MIN_IMAGE_BYTES or free - limit <= max(1024 * 1024, limit // 1000))):
+                        size == MIN_IMAGE_BYTES or free - limit <= max(1024 * 1024, limit // 256))):
                     break
                 mount.unmount()
                 if free >= limit:
                     fits = size if fits is None else min(fits, size)
-                size = max(MIN_IMAGE_BYTES, size + limit - free + (_BLOCK if free < limit else 0))
+                # overhead grows with the image: scale by what this one gave (a few blocks more)
+                size = max(MIN_IMAGE_BYTES, size * limit // max(free, 1) + (4 * _BLOCK if free < limit else 0))
                 if attempt == _MKFS_TRIES - 1:  # the last try: the best that held it, or surely enough
                     size = fits if fits is not None else size + 2 * max(0, limit - free) + 16 * 1024 * 1024
             (mountpoint / "lost+found").rmdir()
