@@ -279,40 +279,41 @@ def test_the_patch_total_is_capped_docker(tmp_path: Path) -> None:
     assert f"left out of the patch: r3.bin ({why})" in proc.stdout + proc.stderr
 
 
-def _resume(tmp_path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def _resume(tmp_path: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "ASTRA_", "GITHUB_"))}
     env["ASTRA_CACHE"] = str(tmp_path / "cache")
-    return subprocess.run([sys.executable, "-m", "runner", "run", "--resume", str(out)], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "runner", "run", "--resume", str(out), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
 @KERNEL
-def test_a_run_stopped_by_a_full_disk_resumes_on_a_file_system_again(tmp_path: Path) -> None:
+def test_a_resumed_run_is_back_on_a_file_system_of_its_own(tmp_path: Path) -> None:
     """Between the parts the worktree is a plain directory (nothing stays mounted); the resumed part
     moves it onto a new file system of sandbox.disk, and its patch holds both parts."""
-    fill = "for i in 1 2 3; do head -c 30M /dev/urandom > f$i; done; sleep 30"
-    proc, out = attack(tmp_path, [WRITE_NOTES, bash(fill), bash("df -k . | tail -1; rm f1 f2 f3; echo two > PART2.md")],
-                       backend="local", sandbox={"disk": "64m"}, expect_changes=True)
+    proc, out = attack(tmp_path, [WRITE_NOTES, bash("head -c 20M /dev/urandom > big.bin"),
+                                  bash("df -k . | tail -1; rm big.bin; echo two > PART2.md")],
+                       backend="local", sandbox={"disk": "64m"}, limits={"max_turns": 2}, expect_changes=True)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     stopped = result(out)
     assert stopped["status"] == "limit" and stopped["disk_cap"] == "kernel" and stopped["resumable"], stopped
     assert mounts_under(tmp_path) == [] and _loops_under(tmp_path) == []
     worktree = tmp_path / "cache" / "runs" / stopped["run_id"] / "worktree"
-    assert (worktree / "NOTES.md").is_file() and not (worktree.parent / IMAGE_NAME).exists()
-    again = _resume(tmp_path, out)
+    assert (worktree / "big.bin").stat().st_size == 20 * 2**20 and not (worktree.parent / IMAGE_NAME).exists()
+    again = _resume(tmp_path, out, "--max-turns", "5")
     assert again.returncode == 0, again.stdout + again.stderr
     r = result(out)
     assert r["status"] == "success" and r["disk_cap"] == "kernel", r
     assert "/dev/loop" in tool_outputs(out)[-1]  # df inside the resumed part: its own file system
     patch = (out / "patch.diff").read_text()
-    assert "NOTES.md" in patch and "PART2.md" in patch
+    assert "NOTES.md" in patch and "PART2.md" in patch and "big.bin" not in patch
     _nothing_left(tmp_path, None, "local")
 
 
 @KERNEL
 def test_a_resumed_worktree_too_big_for_its_file_system_is_polled(tmp_path: Path) -> None:
-    """A first part polled (it could overshoot) leaves more than sandbox.disk: the resumed part
-    cannot move onto a file system of that size, says so, and goes on polled."""
+    """A first part that left more than sandbox.disk (polled: it could overshoot; or one that filled
+    its file system to the last block) cannot move onto a file system of that size: the resumed
+    part says so and goes on polled."""
     fill = "for i in 1 2 3 4; do head -c 9M /dev/urandom > f$i; done; sleep 30"
     proc, out = attack(tmp_path, [WRITE_NOTES, bash(fill), bash("rm f1 f2 f3 f4; echo two > PART2.md")],
                        backend="local", sandbox={"disk": "20m"}, expect_changes=True, env={"ASTRA_DISK_CAP": "poll"})
