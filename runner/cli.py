@@ -197,16 +197,16 @@ def cmd_cleanup() -> int:
     from runner.workspace import cleanup_dead_runs
 
     settings = load_settings()
-    runs = cleanup_dead_runs(settings.cache)
     containers: list[str] = []
     code = 0
-    try:
+    try:  # first: a dead run's container may still hold its worktree's file system
         from runner.sandbox.docker import reap_leftovers
 
         containers = reap_leftovers()
     except AstraError as exc:
         print(f"astra-run: docker: {exc} (containers not checked)", file=sys.stderr)
         code = exc.exit_code
+    runs = cleanup_dead_runs(settings.cache)  # each worktree's own file system unmounted, its image deleted
     from runner.objectstore import prune
 
     stores = prune(settings.cache)  # after the reaping: only live runs still hold a store

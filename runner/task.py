@@ -126,7 +126,9 @@ class SandboxSpec(_Strict):
     memory: str = "4g"
     pids: int = Field(default=512, gt=0, le=MAX_PIDS)
     disk: str = "10g"
-    """The most the worktree may hold; more is a limit (exit 3)."""
+    """The most the worktree may hold; more is a limit (exit 3). Held by the kernel (the worktree
+    on its own file system of this size) where the runner can, else measured every 2 s
+    (runner/diskcap.py; ASTRA_DISK_CAP)."""
 
     @field_validator("image")
     @classmethod
