@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check a task file or a batch manifest: every problem at once; exit 0 or 2")
     val.add_argument("task", metavar="FILE", help="a task file or a batch manifest (YAML)")
+    val.add_argument("--no-credentials", action="store_true",
+                     help="do not ask whether the provider's credentials are here (a lint job without secrets)")
 
     pol = sub.add_parser("policy", help="would the task's policy allow this bash command? why? (exit 0/1)")
     pol.add_argument("task")
@@ -184,7 +186,7 @@ async def _run_with_signals(task: LoadedTask, settings: Settings, keep: bool, co
 def cmd_validate(args: argparse.Namespace) -> int:
     from runner.validate import validate
 
-    return validate(args.task, sys.stdout)
+    return validate(args.task, sys.stdout, check_credentials=not args.no_credentials)
 
 
 # -------------------------------------------------------------------------------- cleanup
@@ -195,16 +197,16 @@ def cmd_cleanup() -> int:
     from runner.workspace import cleanup_dead_runs
 
     settings = load_settings()
-    runs = cleanup_dead_runs(settings.cache)
     containers: list[str] = []
     code = 0
-    try:
+    try:  # first: a dead run's container may still hold its worktree's file system
         from runner.sandbox.docker import reap_leftovers
 
         containers = reap_leftovers()
     except AstraError as exc:
         print(f"astra-run: docker: {exc} (containers not checked)", file=sys.stderr)
         code = exc.exit_code
+    runs = cleanup_dead_runs(settings.cache)  # each worktree's own file system unmounted, its image deleted
     from runner.objectstore import prune
 
     stores = prune(settings.cache)  # after the reaping: only live runs still hold a store

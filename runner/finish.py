@@ -248,6 +248,10 @@ async def _cleanup(ctx: RunContext, keep: bool, emit: EmitFn, clock: _Clock, *, 
     if workspace is None:
         return
     if keep:
+        if workspace.loop is not None:  # nothing stays mounted: the files move to a plain directory
+            await _step("moving the kept worktree off its file system",
+                        lambda: blocking(workspace.detach_disk, limit_s=None, what="copy the kept worktree"),
+                        emit, clock.left(4 * CLEANUP_LIMIT_S))
         emit(Note(f"kept the worktree at {workspace.path}"))
         with contextlib.suppress(Exception):
             nested = await blocking(lambda: nested_git_dirs(workspace.path), limit_s=clock.left(CLEANUP_LIMIT_S),

@@ -8,7 +8,8 @@ anything the sandbox can write"):
   signal or the wall clock never waits on a stuck `git add`;
 - files git should not read are left out before `git add` and reported: not regular files
   (FIFOs, sockets, devices), files over `MAX_FILE_BYTES` (a 50 GB sparse file would keep git
-  busy for minutes), unreadable files;
+  busy for minutes), unreadable files; and, once the patch has MAX_PATCH_BYTES, every further
+  file whose diff would pass that total;
 - files whose content holds a known secret (as is, behind XML/URL/escape encodings or terminal
   escapes, base64 at any alignment, hex - see runner/redact.py) are left out too, binary files
   included, since redacting a binary hunk cannot work.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,10 @@ from runner.workspace import SAFE_CONFIG, GitError, Workspace, git_env
 MAX_FILE_BYTES = 10 * 1024 * 1024
 """A changed file larger than this is left out of the patch (and listed): patch.diff is for review
 and `git apply`, and three 20 MB files made a 77 MB patch (issue 12.7)."""
+MAX_PATCH_BYTES = 20 * 1024 * 1024
+"""patch.diff holds at most this much: changed files are taken in the patch's (path) order, and one
+whose diff would pass the total is left out (and listed) - many files under MAX_FILE_BYTES each
+cannot add up to a patch nobody can review."""
 PATCH_TIMEOUT_S = 300.0
 
 
@@ -123,10 +129,58 @@ async def compute_patch(
                        env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in leaking))
             excluded += [(p, "holds a secret") for p in leaking]
         data = await agit(ws, ["diff", "--binary", "--full-index", *common], env=env, deadline=deadline)
+        if len(data) > MAX_PATCH_BYTES:
+            over = _past_the_total(data, MAX_PATCH_BYTES)
+            await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
+                       env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in over))
+            excluded += [(p, f"the patch would pass its {MAX_PATCH_BYTES >> 20} MB total") for p in over]
+            data = await agit(ws, ["diff", "--binary", "--full-index", *common], env=env, deadline=deadline)
         numstat = await agit(ws, ["diff", "--numstat", "-z", *common], env=env, deadline=deadline)
     finally:
         index.unlink(missing_ok=True)
     return Patch(data, parse_numstat(numstat), tuple(sorted(excluded)))
+
+
+_SECTION = re.compile(rb"^diff --git ", re.MULTILINE)
+_ESCAPES = {ord(k): v for k, v in {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34,
+                                   "\\": 92}.items()}
+
+
+def _header_path(line: bytes) -> str:
+    """The path of a `diff --git a/P b/P` header (no renames: both sides are P), C-quoting undone."""
+    rest = line[len(b"diff --git "):]
+    if not rest.startswith(b'"'):
+        return rest[2:2 + (len(rest) - 5) // 2].decode("utf-8", "surrogateescape")
+    out, i = bytearray(), 1
+    while i < len(rest) and rest[i] != ord('"'):
+        if rest[i] == ord("\\") and i + 1 < len(rest):
+            if rest[i + 1:i + 4].isdigit():
+                out.append(int(rest[i + 1:i + 4], 8) & 0xFF)
+                i += 4
+                continue
+            out.append(_ESCAPES.get(rest[i + 1], rest[i + 1]))
+            i += 2
+            continue
+        out.append(rest[i])
+        i += 1
+    return bytes(out)[2:].decode("utf-8", "surrogateescape")
+
+
+def _past_the_total(data: bytes, limit: int) -> list[str]:
+    """The files (in the patch's order) whose diff would take the patch past `limit` bytes."""
+    starts = [m.start() for m in _SECTION.finditer(data)]
+    sizes: dict[str, int] = {}  # a type change is two sections of one path
+    for start, end in zip(starts, [*starts[1:], len(data)], strict=True):
+        newline = data.find(b"\n", start, end)
+        path = _header_path(data[start:newline if newline >= 0 else end])
+        sizes[path] = sizes.get(path, 0) + end - start
+    total, over = 0, []
+    for path, size in sizes.items():
+        if total + size <= limit:
+            total += size
+        else:
+            over.append(path)
+    return over
 
 
 def _nul_list(items: Iterable[str]) -> bytes:

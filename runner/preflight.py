@@ -6,10 +6,12 @@ nobody serves, no API credentials, a sandbox image that was never built, more CP
 Docker host has, an output directory that is a file. Each problem is reported as
 `FILE:LINE: field: problem` (exit 2) before anything is created.
 
-Credentials are asked of each provider's own chain (runner.models.credentials); `validate`
-reports missing ones as a warning (a task is often checked where they are not), `run` and
-`batch` as a problem (exit 2). A `${NAME}` of a provider's variable is refused anywhere it would
-reach the sandbox or an MCP server.
+Credentials are asked of each provider's own chain (runner.models.credentials): missing ones
+are a problem (exit 2) for `validate`, `run` and `batch` alike, naming the variables or chain
+that would satisfy the provider; `validate --no-credentials` leaves them out (a lint job where
+secrets are absent on purpose, as in a fork's pull request). A batch reports them once per
+provider at the manifest's line (`manifest_credentials`), not once per task. A `${NAME}` of a
+provider's variable is refused anywhere it would reach the sandbox or an MCP server.
 """
 
 from __future__ import annotations
@@ -18,21 +20,21 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import AstraError, ConfigError
-from runner.models.credentials import check_credentials as credential_problems
+from runner.models.credentials import check_credentials as _missing
 from runner.models.credentials import is_provider_secret_var
 from runner.models.scripted import PREFIX as SCRIPTED_PREFIX
 from runner.models.scripted import load_script, resolve_script
-from runner.problems import ConfigProblems, Problem
+from runner.problems import ConfigProblems, Problem, messages_of
 from runner.redact import HOST_VAR
 from runner.task import LoadedTask, is_git_url
-from runner.yamlio import exists, is_dir
+from runner.yamlio import Positions, exists, format_loc, is_dir
 
 if TYPE_CHECKING:
     from runner.settings import Flags, Settings
@@ -77,10 +79,13 @@ class Machine:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     notes: list[str] = field(default_factory=list)
     """What could not be checked (Docker unreachable), for `validate` to say."""
+    credential_hint: str = ""
+    """Added to a missing-credentials problem (`validate` says how to skip the check)."""
     _docker: Any = None
     _docker_tried: bool = False
     _images: dict[str, bool] = field(default_factory=dict)
     _info: dict[str, Any] | None = None
+    _prices: list[Problem] | None = None
 
     def docker(self) -> Any:
         if not self._docker_tried:
@@ -112,6 +117,21 @@ class Machine:
                 return None
         return self._images[image]
 
+    def price_problems(self) -> list[Problem]:
+        """What is wrong with $ASTRA_PRICES_FILE (read once): a run prices every call with it."""
+        if self._prices is None:
+            self._prices = []
+            if path := self.env.get("ASTRA_PRICES_FILE"):
+                from runner.models.pricing import load_prices
+
+                try:
+                    load_prices(Path(path))
+                except ConfigProblems as exc:
+                    self._prices = [p for p in exc.problems if isinstance(p, Problem)]
+                except ConfigError as exc:  # the file cannot be read at all: name the variable
+                    self._prices = [Problem("ASTRA_PRICES_FILE", 0, path, str(exc).removeprefix(f"{path}: "))]
+        return self._prices
+
     def docker_cpus(self) -> int | None:
         return int(self._info["NCPU"]) if self.docker() is not None and self._info and "NCPU" in self._info else None
 
@@ -121,13 +141,14 @@ def find(
     skip: frozenset[str] = frozenset(),
 ) -> list[Problem]:
     """Every problem found. `check_git`: also ask git and Docker (a full preflight).
-    `check_credentials`: also whether the provider's credentials are there (`validate` reports
-    them apart, as warnings: see `credential_warnings`). `skip`: top-level fields that already
-    have problems (their values are stand-ins): not checked again."""
+    `check_credentials`: also whether the provider's credentials are there (see
+    `credential_problems`; a batch asks once per provider: `manifest_credentials`). `skip`:
+    fields that already have problems (their values are stand-ins): not checked again - a
+    top-level one, or one key of a section (`sandbox.memory`: the rest of `sandbox` is checked)."""
     machine = machine or Machine()
     spec = task.spec
     found: list[Problem] = []
-    for key, value in spec.sandbox.env.items() if "sandbox" not in skip else ():
+    for key, value in spec.sandbox.env.items() if not skip & {"sandbox", "sandbox.env"} else ():
         for name in HOST_VAR.findall(value):
             if name not in machine.env:
                 found.append(task.problem(("sandbox", "env", key), f"host variable ${{{name}}} is not set"))
@@ -140,20 +161,21 @@ def find(
                     if name not in machine.env:
                         found.append(task.problem(("mcp_servers", server_name, section, key),
                                                   f"host variable ${{{name}}} is not set"))
-    if not skip & {"sandbox", "mcp_servers"}:
+    if not skip & {"sandbox", "sandbox.env", "mcp_servers"}:
         found += provider_secret_refs(task)
     if not skip & {"model", "provider"}:
         found += _model(task, machine)
         if check_credentials:
-            found += credential_warnings(task)
+            found += credential_problems(task, machine.credential_hint)
+    found += machine.price_problems()
     out_dir = Path(spec.outputs.dir).expanduser()
-    if "outputs" not in skip and exists(out_dir) and not is_dir(out_dir):
+    if not skip & {"outputs", "outputs.dir"} and exists(out_dir) and not is_dir(out_dir):
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
     if check_git:
         if not skip & {"repo", "ref"}:
             found += _git(task)
-        if spec.sandbox.backend == "docker" and "sandbox" not in skip:
-            found += _docker(task, machine)
+        if spec.sandbox.backend == "docker" and not skip & {"sandbox", "sandbox.backend"}:
+            found += _docker(task, machine, skip)
     return found
 
 
@@ -187,8 +209,8 @@ def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
     if model.startswith(SCRIPTED_PREFIX):
         try:
             load_script(resolve_script(model, task.base_dir))
-        except ConfigError as exc:
-            return [task.problem(("model",), str(exc).removeprefix("model: "))]
+        except ConfigError as exc:  # each of the script's problems, under the task's `model` line
+            return [task.problem(("model",), str(m).removeprefix("model: ")) for m in messages_of(exc)]
         return []
     found = []
     if (spec.provider or "anthropic") == "anthropic" and (problem := model_problem(model, machine.env)):
@@ -196,15 +218,40 @@ def _model(task: LoadedTask, machine: Machine) -> list[Problem]:
     return found
 
 
-def credential_warnings(task: LoadedTask) -> list[Problem]:
+def credential_problems(task: LoadedTask, hint: str = "") -> list[Problem]:
     """What the provider's credential chain is missing here (none for a scripted model), placed
-    at `provider` when the task (or ASTRA_PROVIDER) sets it, else at `model`."""
+    at `provider` where the task (a manifest's defaults, or ASTRA_PROVIDER) sets it, else at `model`."""
     spec = task.spec
     if (spec.model or "").startswith(SCRIPTED_PREFIX):
         return []
-    written = task.origin.main.positions.has(("provider",)) or ("provider",) in _overridden(task)
-    loc = ("provider",) if written else ("model",)
-    return [task.problem(loc, p) for p in credential_problems(spec.provider or "anthropic")]
+    loc = ("provider",) if _written(task, ("provider",)) else ("model",)
+    return [task.problem(loc, p + hint) for p in _missing(spec.provider or "anthropic")]
+
+
+def manifest_credentials(
+    tasks: Sequence[LoadedTask], source: str, root: Positions, hint: str = ""
+) -> list[Problem]:
+    """A batch's missing credentials, once per provider and at the manifest's line (its
+    `defaults.provider`, else `defaults.model`, else its top), naming the tasks that need them;
+    at ASTRA_PROVIDER when that variable chose the provider."""
+    by_provider: dict[str, list[LoadedTask]] = {}
+    for task in tasks:
+        if not (task.spec.model or "").startswith(SCRIPTED_PREFIX):
+            by_provider.setdefault(task.spec.provider or "anthropic", []).append(task)
+    found = []
+    for provider, users in by_provider.items():
+        missing = _missing(provider)  # type: ignore[arg-type]
+        if not missing:
+            continue
+        names = sorted(t.spec.name for t in users)
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        needed = f" (needed by {len(names)} task{'' if len(names) == 1 else 's'}: {shown})"
+        if ("provider",) in _overridden(users[0]):
+            found += [users[0].problem(("provider",), m + needed + hint) for m in missing]
+            continue
+        loc = next((k for k in (("defaults", "provider"), ("defaults", "model")) if root.has(k)), ())
+        found += [Problem(source, root.line(loc), format_loc(loc), m + needed + hint) for m in missing]
+    return found
 
 
 def provider_secret_refs(task: LoadedTask) -> list[Problem]:
@@ -223,6 +270,12 @@ def provider_secret_refs(task: LoadedTask) -> list[Problem]:
                     found.append(task.problem((*loc, key), f"${{{name}}} is a model provider's variable; "
                                               "it is never passed to the sandbox or an MCP server"))
     return found
+
+
+def _written(task: LoadedTask, loc: tuple[str, ...]) -> bool:
+    """Whether a file, a variable or a flag sets the field at `loc` (else it is the default)."""
+    return any(loc in layer.only if layer.only is not None else layer.positions.has((*layer.prefix, *loc))
+               for layer in task.origin.layers)
 
 
 def _overridden(task: LoadedTask) -> set[tuple[int | str, ...]]:
@@ -245,12 +298,12 @@ def _git(task: LoadedTask) -> list[Problem]:
     return []
 
 
-def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
+def _docker(task: LoadedTask, machine: Machine, skip: frozenset[str] = frozenset()) -> list[Problem]:
     from runner.sandbox.docker_engine import BUILD_HINT
 
     sandbox = task.spec.sandbox
     found = []
-    if machine.has_image(sandbox.image) is False:
+    if "sandbox.image" not in skip and machine.has_image(sandbox.image) is False:
         from runner.task import DEFAULT_IMAGE
 
         ours = sandbox.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
@@ -258,7 +311,7 @@ def _docker(task: LoadedTask, machine: Machine) -> list[Problem]:
         found.append(task.problem(("sandbox", "image"),
                                   f"the image {sandbox.image} is not on this Docker host; {hint}"))
     cpus = machine.docker_cpus()
-    if cpus is not None and sandbox.cpus > cpus:
+    if "sandbox.cpus" not in skip and cpus is not None and sandbox.cpus > cpus:
         found.append(task.problem(("sandbox", "cpus"), f"{sandbox.cpus:g} is more than the {cpus} CPU(s) of the "
                                   "Docker host"))
     return found

@@ -9,7 +9,9 @@ not on every task file's line 1.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,20 +149,39 @@ def describe(err: Mapping[str, Any], raw: str | None = None) -> str:
         return "required field is missing"
     if kind == "string_type" and "input" in err and (surprise := surprise_type(err["input"], raw)):
         return surprise
-    msg = str(err.get("msg", "invalid value"))
-    return msg.removeprefix("Value error, ")
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    if kind == "literal_error" and "input" in err and not isinstance(err["input"], str) and raw is not None:
+        # One of the words, read as something else (`thinking: off` under YAML 1.1 is false).
+        words = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+        if raw in words and (surprise := surprise_type(err["input"], raw)):
+            return surprise
+        if (read := read_as(err["input"])) is not None and read != raw.lower():
+            return f"{msg} (`{raw}` is read as {read})"
+    return msg
+
+
+def read_as(value: Any) -> str | None:
+    """How YAML read a scalar that is not text, in words: `false`, `the number 1.1`, `a date`."""
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {repr(value) if math.isfinite(value) else str(value)}"
+    if isinstance(value, dt.datetime):
+        return "a date and time"
+    if isinstance(value, dt.date):
+        return "a date"
+    return None
 
 
 def surprise_type(value: Any, raw: str | None) -> str | None:
-    """`no` is read as false: quote it - for a text field YAML read as something else."""
-    shown = f"`{raw}`" if raw else "the value"
-    if value is None:
-        return f"{shown} is read as null (no value): write the text, quoted" if raw else "a value is required here"
-    if isinstance(value, bool):
-        return f"{shown} is read as {'true' if value else 'false'}: quote it (\"{raw or value}\") to mean the text"
-    if isinstance(value, int | float):
-        number = repr(value) if not (isinstance(value, float) and not math.isfinite(value)) else str(value)
-        return f"{shown} is read as the number {number}: quote it (\"{raw or value}\") to mean the text"
-    if type(value).__name__ in ("date", "datetime"):
-        return f"{shown} is read as a date: quote it (\"{raw or value}\") to mean the text"
-    return None
+    """`no` is read as false: quote it - for a text field YAML read as something else, with
+    the text as written (`name: 1.10` is the number 1.1, `ref: 2024-01-01` a date)."""
+    read = read_as(value)
+    if read is None:
+        return None
+    if not raw:
+        return "a value is required here" if value is None else f"the value is read as {read}: quote it"
+    also = ", or write \"\" for empty text" if value is None else ""
+    return f"`{raw}` is read as {read}: quote it (\"{raw}\") to mean the text{also}"

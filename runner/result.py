@@ -105,6 +105,8 @@ class RunResult:
     """None when some model's price is unknown."""
     base_commit: str | None = None
     patch_excluded: list[str] = field(default_factory=list)
+    disk_cap: str | None = None
+    """How sandbox.disk was enforced: `kernel` (the worktree's own file system) or `poll` (du)."""
     """Changed files left out of patch.diff, each with why (special, huge, unreadable, holds a secret)."""
     error_kind: str | None = None
     """For status error: which lane (sandbox, model_api, git, mcp, patch, output, internal)."""
@@ -152,6 +154,7 @@ class RunResult:
             "error_kind": self.error_kind,
             "task_digest": self.task_digest,
             "patch_excluded": self.patch_excluded,
+            "disk_cap": self.disk_cap,
             "usage": {m: u.as_dict() for m, u in self.usage.items()},
             "compactions": self.compactions,
             "resumable": self.resumable,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from runner.conversation import StateError, messages_from_state, messages_to_state
+from runner.diskcap import IMAGE_NAME, LoopMount, is_mounted
 from runner.errors import ConfigError
 from runner.models.base import Message, ToolResult, ToolUse, Usage
 from runner.result import PermissionDenial, RunResult
@@ -79,6 +80,8 @@ class Resumed:
                               lock=Path(ws["lock"]))
         if not workspace.path.is_dir() or not workspace.git_dir.is_dir():
             raise ConfigError(f"--resume: the run's worktree {workspace.path} is gone: nothing to resume")
+        if is_mounted(workspace.path):  # its own file system, never copied off (the stopped part was killed)
+            workspace.loop = LoopMount(workspace.path.parent / IMAGE_NAME, workspace.path)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(workspace.git_dir)}
         (workspace.path.parent / OWNER_FILE).write_text(json.dumps(owner))
         return workspace

@@ -45,7 +45,8 @@ from runner.agent.prompt import build_system_prompt, build_task_message
 from runner.budget import BudgetedModel, SharedBudget
 from runner.deadline import blocking, to_the_end
 from runner.digest import task_digest
-from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded
+from runner.diskcap import kernel_cap_problem
+from runner.errors import AstraError, ConfigError, InfraError, Interrupted, LimitExceeded, SandboxError
 from runner.finish import OutputError, finish_run, trajectory_failure, write_patch
 from runner.models.base import Model
 from runner.models.catalog import ModelInfo, RequestOptions, model_info, resolve_options
@@ -61,6 +62,7 @@ from runner.redact_view import strip_hidden
 from runner.reports.trajectory import TrajectoryWriter
 from runner.result import RunResult
 from runner.sandbox import Sandbox, SandboxConfig, make_sandbox
+from runner.sandbox.base import DISK_POLL_S, size_bytes
 from runner.settings import Settings
 from runner.signals import early_signal
 from runner.task import LoadedTask, is_git_url
@@ -383,17 +385,51 @@ def _sandbox_env(ctx: RunContext, emit: EmitFn) -> dict[str, str]:
     return env
 
 
+def _disk_cap(ctx: RunContext) -> tuple[int | None, str | None]:
+    """(the size of the worktree's own file system, or None; why it has none) - runner/diskcap.py."""
+    spec, mode = ctx.task.spec, ctx.settings.disk_cap
+    problem = "ASTRA_DISK_CAP=poll" if mode == "poll" else kernel_cap_problem(spec.sandbox.backend)
+    if problem is None:
+        return size_bytes(spec.sandbox.disk), None
+    if mode == "kernel":
+        raise SandboxError(f"ASTRA_DISK_CAP=kernel, but the worktree cannot have its own file system: {problem}")
+    return None, problem
+
+
+def _disk_note(ctx: RunContext, emit: EmitFn, problem: str | None) -> None:
+    """Say once how sandbox.disk is enforced (result.json `disk_cap`; a note when not by the kernel)."""
+    assert ctx.workspace is not None
+    if ctx.workspace.loop is not None:
+        ctx.result.disk_cap = "kernel"
+        return
+    ctx.result.disk_cap = "poll"
+    emit(Note(f"sandbox.disk ({ctx.task.spec.sandbox.disk}) is measured every {DISK_POLL_S:g} s, not held by the "
+              f"kernel ({problem}): between two measurements a command can write past it", level="warning"))
+
+
 async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
     task, spec = ctx.task, ctx.task.spec
     if ctx.resumed is not None:  # the worktree as the stopped part left it
-        ctx.workspace = ctx.resumed.workspace()
-        ctx.result.base_commit = ctx.workspace.base_commit
+        ctx.workspace = workspace = ctx.resumed.workspace()
+        ctx.result.base_commit = workspace.base_commit
+        disk_bytes, disk_problem = await asyncio.to_thread(_disk_cap, ctx)
+        if disk_bytes is not None:  # the stopped part's files, back on a file system of their own
+            try:
+                size = disk_bytes
+                await blocking(lambda: workspace.attach_disk(size), limit_s=None, what="attach-disk")
+            except SandboxError as exc:
+                if ctx.settings.disk_cap == "kernel":
+                    raise SandboxError(f"ASTRA_DISK_CAP=kernel, but {exc}") from None
+                disk_problem = str(exc)
+        _disk_note(ctx, emit, disk_problem)
         emit(RunResumed(ctx.resumed.part, ctx.resumed.stopped, spec.limits.model_dump(),
                         int(ctx.resumed.state["turns"]), ctx.resumed.state.get("cost_usd")))
         emit(Note(f"resuming run {ctx.run_id} (it stopped: {ctx.resumed.stopped})"))
         return
-    creating = asyncio.ensure_future(
-        asyncio.to_thread(Workspace.create, task.repo, spec.ref, ctx.run_dir, ctx.settings.cache))
+    disk_bytes, disk_problem = await asyncio.to_thread(_disk_cap, ctx)  # asks the Docker socket
+    creating = asyncio.ensure_future(asyncio.to_thread(
+        lambda: Workspace.create(task.repo, spec.ref, ctx.run_dir, ctx.settings.cache, disk_bytes=disk_bytes,
+                                 disk_required=ctx.settings.disk_cap == "kernel")))
     try:
         ctx.workspace = await asyncio.shield(creating)
     except asyncio.CancelledError:
@@ -406,6 +442,7 @@ async def _make_workspace(ctx: RunContext, emit: EmitFn) -> None:
         field, _, problem = str(exc).partition(": ")
         raise ConfigError(f"{task.where(field)}: {problem}" if field in ("ref", "repo") else str(exc)) from None
     ctx.result.base_commit = ctx.workspace.base_commit
+    _disk_note(ctx, emit, disk_problem or ctx.workspace.disk_problem)
     if not is_git_url(task.repo) and (dirty := await asyncio.to_thread(preflight.uncommitted_changes, Path(task.repo))):
         emit(Note(f"{task.repo} has {dirty} uncommitted change(s); the run starts from "
                   f"{spec.ref or 'HEAD'} ({ctx.workspace.base_commit[:12]}) and does not see them: "
@@ -444,6 +481,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             setup_timeout_s=spec.sandbox.setup_timeout,
             git_objects_ready=objects_ready,
             disk=spec.sandbox.disk,
+            disk_fsid=workspace.loop.fsid if workspace.loop is not None else None,
         ),
     )
     emit(Note(f"starting the {spec.sandbox.backend} sandbox"))
@@ -454,7 +492,7 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
         for step in ctx.sandbox.setup_log:
             emit(SetupFinished(step.command, step.exit_code, step.duration_s, step.output_tail, step.timed_out))
     ctx.sandbox_started = True
-    emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3)))
+    emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3), ctx.result.disk_cap))
     if spec.sandbox.backend == "docker":  # git inside is set up beside the first model call
         sandbox = ctx.sandbox
         git = asyncio.ensure_future(sandbox.git_ready())

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     prices_file: Path | None = None
     """ASTRA_PRICES_FILE: a JSON price file that replaces the built-in one."""
     trigger_phrase: str = "/astra"
+    disk_cap: Literal["auto", "kernel", "poll"] = "auto"
+    """ASTRA_DISK_CAP: how sandbox.disk is enforced - `kernel` (the worktree on its own loop-mounted
+    file system; needs root and loop devices, and for docker a daemon sharing our mounts), `poll`
+    (du every 2 s), `auto` (kernel where possible). See runner/diskcap.py."""
     require_docker: bool = False
     """ASTRA_REQUIRE_DOCKER: tests fail instead of skipping when Docker is missing."""
 

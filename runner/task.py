@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from runner.problems import ConfigProblems, Layer, Layers, Problem, from_validation
-from runner.yamlio import Positions, load_yaml_file
+from runner.yamlio import Positions, YamlDoc, load_yaml_file
 from runner.yamlio import parse_yaml as parse_yaml  # re-exported: callers read YAML through this module
 from runner.yamlio import read_yaml_file as read_yaml_file
 
@@ -126,7 +126,9 @@ class SandboxSpec(_Strict):
     memory: str = "4g"
     pids: int = Field(default=512, gt=0, le=MAX_PIDS)
     disk: str = "10g"
-    """The most the worktree may hold; more is a limit (exit 3)."""
+    """The most the worktree may hold; more is a limit (exit 3). Held by the kernel (the worktree
+    on its own file system of this size) where the runner can, else measured every 2 s
+    (runner/diskcap.py; ASTRA_DISK_CAP)."""
 
     @field_validator("image")
     @classmethod
@@ -378,15 +380,17 @@ def load_task(
     *,
     overrides: Mapping[str, Any] | None = None,
     overrides_layer: Layer | None = None,
+    loaded: YamlDoc | None = None,
 ) -> LoadedTask:
     """Read, validate and resolve a task file. Raises ConfigError with every problem found.
 
     `overrides`: values under the file's own (a manifest's defaults); `overrides_layer` says
-    where they were written, so a problem in them is reported there, once.
+    where they were written, so a problem in them is reported there, once. `loaded`: the file
+    already read (`validate` reads it once to tell a task file from a manifest).
     """
     file = Path(path)
     source = str(path)
-    data, root, yaml_problems = load_yaml_file(file, "task file", source=source)
+    data, root, yaml_problems = loaded if loaded is not None else load_yaml_file(file, "task file", source=source)
     layers = Layers.of(source, root, *([overrides_layer] if overrides_layer else []))
     if data is None:
         raise ConfigProblems([*yaml_problems, layers.problem((), "the task file is empty")])

@@ -47,8 +47,9 @@ def check_task(data: Mapping[str, Any], layers: Layers, base_dir: Path) -> Check
             spec = TaskSpec.model_validate(partial)
         except ValidationError:
             return Checked(None, "", "", problems)
+        before = len(problems)
         prompt, repo = _field_checks(spec, layers, base_dir, problems, skip=bad)
-        return Checked(spec, prompt, repo, problems, frozenset(bad) | _fields_of(problems))
+        return Checked(spec, prompt, repo, problems, frozenset(bad) | _fields_of(problems[before:]))
     prompt, repo = _field_checks(spec, layers, base_dir, problems, skip=set())
     return Checked(spec, prompt, repo, problems, _fields_of(problems))
 
@@ -69,15 +70,28 @@ def _validate(data: Mapping[str, Any], layers: Layers, problems: list[Problem]) 
     return None
 
 
+_SECTIONS = frozenset({"sandbox", "limits", "model_options", "context", "outputs"})
+"""Mappings whose keys stand alone: a bad `sandbox.memory` leaves the rest of `sandbox` checkable."""
+
+
 def _partial(data: Mapping[str, Any], problems: list[Problem]) -> tuple[dict[str, Any] | None, set[str]]:
-    """The data with every top-level field that has a problem replaced by its default."""
+    """The data with every field that has a problem replaced by its default: the field itself
+    when it is a key of a section (`sandbox.memory`, named so in `bad`), else its top-level field."""
     bad: set[str] = set()
+    pruned: dict[str, set[str]] = {}
     for p in problems:
-        if p.loc:
-            bad.add(str(p.loc[0]))
-        else:  # the task as a whole (both or neither prompt)
+        if not p.loc:  # the task as a whole (both or neither prompt)
             bad |= {"prompt", "prompt_file"}
+        elif (len(p.loc) >= 2 and p.loc[0] in _SECTIONS and isinstance(p.loc[1], str)
+              and isinstance(data.get(str(p.loc[0])), Mapping)):
+            pruned.setdefault(str(p.loc[0]), set()).add(p.loc[1])
+        else:
+            bad.add(str(p.loc[0]))
     partial = {k: v for k, v in data.items() if k not in bad and k in TaskSpec.model_fields}
+    for section, keys in pruned.items():
+        if section in partial:
+            partial[section] = {k: v for k, v in partial[section].items() if k not in keys}
+            bad |= {f"{section}.{k}" for k in keys}
     if "name" not in partial:
         partial["name"] = _PLACEHOLDER["name"]
         bad.add("name")

@@ -3,17 +3,16 @@
 Which one a file is, is told by its keys: a manifest has `tasks`, `matrix` or `defaults` and no
 `name` or prompt. A valid task prints what would run (repo, model, sandbox, limits, the
 effective policy); a valid manifest prints the table of its tasks, as `batch --dry-run` does.
+Missing credentials are a problem (exit 2) unless `--no-credentials` is given.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from runner.errors import ConfigError
-from runner.yamlio import load_yaml_file
+from runner.yamlio import YamlDoc, load_yaml_file
 
 if TYPE_CHECKING:
     from runner.batch.manifest import PlannedTask
@@ -21,34 +20,37 @@ if TYPE_CHECKING:
 
 MANIFEST_KEYS = frozenset({"tasks", "matrix", "defaults"})
 TASK_KEYS = frozenset({"name", "prompt", "prompt_file"})
+NO_CREDENTIALS_HINT = (" (absent on purpose, as in a fork's pull request? "
+                       "`astra-run validate --no-credentials` skips this check)")
 
 
-def is_manifest(path: Path) -> bool:
-    """True when the file reads as a batch manifest (problems in it are found by the real load)."""
-    try:
-        data, _, _ = load_yaml_file(path, "file")
-    except ConfigError:
-        return False
+def looks_like_manifest(data: object) -> bool:
+    """A manifest has `tasks`, `matrix` or `defaults` and no `name` or prompt."""
     return isinstance(data, dict) and bool(MANIFEST_KEYS & data.keys()) and not (TASK_KEYS & data.keys())
 
 
-def validate(path: str, out: TextIO) -> int:
+def validate(path: str, out: TextIO, *, check_credentials: bool = True) -> int:
+    """Every problem of the file (exit 2) or what it would run (exit 0). The file is read once.
+
+    Missing credentials are a problem like any other; `check_credentials=False`
+    (`--no-credentials`) leaves them out, for a job where the secrets are absent on purpose."""
     from runner.settings import load_settings
 
-    if is_manifest(Path(path)):
-        return _manifest(path, out, load_settings())
-    return _task(path, out)
+    loaded = load_yaml_file(Path(path), "file")
+    if looks_like_manifest(loaded[0]):
+        return _manifest(path, out, load_settings(), loaded, check_credentials)
+    return _task(path, out, loaded, check_credentials)
 
 
-def _manifest(path: str, out: TextIO, settings: Settings) -> int:
-    from runner import preflight
+def _manifest(path: str, out: TextIO, settings: Settings, loaded: YamlDoc, check_credentials: bool) -> int:
     from runner.batch.commands import DEFAULT_OUT
     from runner.batch.manifest import load_manifest
 
     planned = load_manifest(path, settings, Path(settings.out or DEFAULT_OUT).expanduser().resolve(),
-                            check_credentials=False)
-    out.write(f"{path}: valid batch manifest, {len(planned)} task(s)\n")
-    _warn(list(dict.fromkeys(p for t in planned for p in preflight.credential_warnings(t.task))))
+                            check_credentials=check_credentials, loaded=loaded,
+                            credential_hint=NO_CREDENTIALS_HINT)
+    out.write(f"{path}: valid batch manifest, {len(planned)} task(s)"
+              + ("" if check_credentials else " (credentials not checked: --no-credentials)") + "\n")
     print_task_table(planned, out)
     return 0
 
@@ -75,30 +77,22 @@ def print_task_table(planned: Sequence[PlannedTask], out: TextIO) -> None:
         out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
 
 
-def _warn(problems: Sequence[object]) -> None:
-    """Missing credentials: a warning in `validate` (a task is often checked where they are not);
-    `run` and `batch` stop on them (exit 2)."""
-    for problem in problems:
-        print(f"astra-run: warning: {problem} (a run here would stop with exit 2)", file=sys.stderr)
-
-
-def _task(path: str, out: TextIO) -> int:
+def _task(path: str, out: TextIO, loaded: YamlDoc, check_credentials: bool) -> int:
     from runner import preflight
     from runner.policy import Policy
     from runner.settings import Flags, load_settings
     from runner.task import load_task
 
-    machine = preflight.Machine()
-    task = preflight.checked(lambda: load_task(path), load_settings(), Flags(), check_credentials=False,
-                             machine=machine)
+    machine = preflight.Machine(credential_hint=NO_CREDENTIALS_HINT)
+    task = preflight.checked(lambda: load_task(path, loaded=loaded), load_settings(), Flags(),
+                             check_credentials=check_credentials, machine=machine)
     spec = task.spec
     out.write(f"{path}: valid task {spec.name!r}\n")
     out.write(f"  repo:    {task.repo}" + (f" @ {spec.ref}" if spec.ref else "") + "\n")
     out.write(f"  model:   {spec.model}\n")
     if not (spec.model or "").startswith("scripted:"):
-        missing = preflight.credential_warnings(task)
-        out.write(f"  provider: {spec.provider}, credentials " + ("found" if not missing else "MISSING here") + "\n")
-        _warn(missing)
+        said = "found" if check_credentials else "not checked (--no-credentials)"
+        out.write(f"  provider: {spec.provider}, credentials {said}\n")
     out.write(f"  sandbox: {spec.sandbox.backend} ({spec.sandbox.image}, network {spec.sandbox.network} "
               f"in the agent phase, setup timeout {spec.sandbox.setup_timeout:g}s)\n")
     lim = spec.limits

@@ -23,8 +23,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import objectstore
-from runner.errors import ConfigError, InfraError
+from runner import diskcap, objectstore
+from runner.diskcap import IMAGE_NAME, LoopMount
+from runner.errors import ConfigError, InfraError, SandboxError
 from runner.objectstore import ObjectStore, private_dirs
 from runner.procs import pid_alive
 from runner.task import is_git_url
@@ -176,9 +177,17 @@ class Workspace:
     """ASTRA_CACHE: where the per-commit object stores live (runner/objectstore.py)."""
     store: ObjectStore | None = None
     """The object store git inside the sandbox uses, held until `remove`."""
+    loop: LoopMount | None = None
+    """The worktree's own file system, sized to sandbox.disk (runner/diskcap.py), when it has one."""
+    disk_problem: str | None = None
+    """Why the worktree could not have its own file system, when one was asked for."""
 
     @classmethod
-    def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path) -> Workspace:
+    def create(cls, repo: str, ref: str | None, run_dir: Path, cache: Path, *,
+               disk_bytes: int | None = None, disk_required: bool = False) -> Workspace:
+        """`disk_bytes`: put the worktree on a loop-mounted file system of that size (the kernel
+        then holds its total: runner/diskcap.py). When that cannot be made, the worktree is a
+        plain directory and `disk_problem` says why - or, `disk_required`, SandboxError."""
         run_dir, cache = run_dir.resolve(), cache.resolve()  # git runs elsewhere: relative paths would move
         git_dir = trusted_git_dir(repo, cache)
         commit = resolve_commit(git_dir, ref)
@@ -188,11 +197,26 @@ class Workspace:
         # Who owns this run dir: `astra-run cleanup` removes it once that process is gone.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "git_dir": str(git_dir)}
         (run_dir / OWNER_FILE).write_text(json.dumps(owner))
-        with _locked(lock):  # concurrent `git worktree add` on one repo races on its admin files
-            git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
+        # Mounted before `git worktree add` (which takes an existing empty directory); a crash from
+        # here on is reclaimed by `astra-run cleanup` (the owner file is written).
+        loop, disk_problem = None, None
+        if disk_bytes is not None:
+            try:
+                loop = LoopMount.create(run_dir / IMAGE_NAME, path, disk_bytes, uid=os.getuid(), gid=os.getgid())
+            except SandboxError as exc:
+                if disk_required:
+                    raise SandboxError(f"ASTRA_DISK_CAP=kernel, but the worktree's file system failed: {exc}") from None
+                disk_problem = str(exc)
+        try:
+            with _locked(lock):  # concurrent `git worktree add` on one repo races on its admin files
+                git(["worktree", "add", "--detach", "--quiet", str(path), commit], git_dir=git_dir)
+        except BaseException:
+            if loop is not None:
+                loop.remove()
+            raise
         patch_git = run_dir / "patch.git"
         ws = cls(git_dir=git_dir, base_commit=commit, path=path, admin_dir=path, patch_git_dir=patch_git,
-                 lock=lock, cache=cache)
+                 lock=lock, cache=cache, loop=loop, disk_problem=disk_problem)
         try:  # from here on, a failure (a full cache, a signal) must not leave the worktree registered
             dotgit = (path / ".git").read_text().strip()
             ws.admin_dir = Path(dotgit.removeprefix("gitdir:").strip())
@@ -272,6 +296,9 @@ class Workspace:
         if self.store is not None:
             self.store.release()
         with _locked(self.lock):
+            if self.loop is not None:  # everything in it goes at once; then git forgets the worktree
+                with contextlib.suppress(Exception):
+                    self.loop.remove()
             removed = False
             with contextlib.suppress(InfraError):
                 removed = git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir,
@@ -282,6 +309,47 @@ class Workspace:
                 with contextlib.suppress(InfraError):
                     git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         remove_tree(self.path.parent)
+
+    def attach_disk(self, disk_bytes: int) -> None:
+        """Move a plain worktree (a resumed run's) onto its own file system of `disk_bytes`: a new
+        image mounted aside, the files copied in, then mounted at the worktree's path. SandboxError
+        (nothing changed) when that cannot be done - the files do not fit, mounting fails."""
+        if self.loop is not None:
+            return
+        run_dir = self.path.parent
+        aside = LoopMount.create(run_dir / IMAGE_NAME, run_dir / "worktree.new", disk_bytes,
+                                 uid=os.getuid(), gid=os.getgid())
+        try:
+            subprocess.run(["cp", "-a", "--", f"{self.path}/.", str(aside.mountpoint)], check=True,
+                           capture_output=True, timeout=GIT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            aside.unmount()
+        except (OSError, subprocess.SubprocessError) as exc:
+            aside.remove()
+            os.rmdir(aside.mountpoint)
+            err = exc.stderr.decode(errors="replace").strip()[-300:] if isinstance(exc, subprocess.CalledProcessError) \
+                else str(exc)
+            raise SandboxError(f"the worktree does not fit on a file system of sandbox.disk: {err}") from None
+        os.rmdir(aside.mountpoint)
+        old = run_dir / "worktree.old"
+        os.rename(self.path, old)
+        self.path.mkdir()
+        loop = LoopMount(run_dir / IMAGE_NAME, self.path)
+        try:
+            loop.mount()
+        except BaseException:
+            os.rmdir(self.path)
+            os.rename(old, self.path)
+            loop.remove()
+            raise
+        self.loop = loop
+        remove_tree(old)
+
+    def detach_disk(self) -> None:
+        """A worktree that outlives the run (--keep, a lost patch, `run --resume`) becomes a plain
+        directory with the same files: nothing stays mounted once the run is over."""
+        if self.loop is not None:
+            loop, self.loop = self.loop, None  # unmounted either way (copy_out)
+            loop.copy_out()
 
     def mark_kept(self) -> None:
         """Keep this run's worktree from `astra-run cleanup` (the user, or a lost patch, needs it)."""
@@ -317,10 +385,15 @@ def cleanup_dead_runs(cache: Path) -> list[str]:
             continue
         if owner.get("host") != socket.gethostname() or pid_alive(int(owner.get("pid", 0))):
             continue
-        if (run_dir / KEPT_FILE).exists():
+        if (run_dir / KEPT_FILE).exists():  # the person's: only its file system goes (the files stay)
+            if diskcap.is_mounted(run_dir / "worktree"):
+                with contextlib.suppress(Exception):
+                    LoopMount(run_dir / IMAGE_NAME, run_dir / "worktree").copy_out()
             continue
         git_dir = Path(owner.get("git_dir", ""))
         with _locked(worktree_lock(cache, git_dir)):
+            with contextlib.suppress(Exception):  # its own file system: unmounted, the image deleted
+                diskcap.reclaim(run_dir)
             if (run_dir / "worktree").exists() and git_dir.is_dir():
                 with contextlib.suppress(InfraError):
                     git(["worktree", "remove", "--force", "--force", str(run_dir / "worktree")],

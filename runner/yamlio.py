@@ -97,6 +97,10 @@ class Positions:
         )
 
 
+YamlDoc = tuple[Any, "Positions", list["Problem"]]
+"""What `load_yaml` gives: the data, where each field is, the problems that still let it be checked."""
+
+
 def format_loc(loc: Sequence[int | str]) -> str:
     """["policy", "allow", 2] -> `policy.allow[2]`; () -> `(top level)`."""
     out = ""
@@ -336,9 +340,10 @@ class _Converter:
         return self.scalar(node, loc, line, col)
 
     def _bad_key(self, key: Any, line: int, col: int) -> str:
-        if isinstance(key, bool | int | float) or key is None:
-            raw = self._source_text(line, col).split(":", 1)[0].strip()
-            read = "null" if key is None else (str(key).lower() if isinstance(key, bool) else f"the number {key!r}")
+        from runner.problems import read_as  # late import: runner.problems imports this module
+
+        if (read := read_as(key)) is not None:
+            raw = re.split(r":(?:\s|$)", self._source_text(line, col), maxsplit=1)[0].strip()
             return f"the key `{raw}` is read as {read}: quote it (\"{raw}\")"
         return f"a key must be text, not {key!r:.60}"
 
@@ -397,3 +402,106 @@ def iter_locs(data: Any, loc: Loc = ()) -> Iterator[Loc]:
     elif isinstance(data, list):
         for i, v in enumerate(data):
             yield from iter_locs(v, (*loc, i))
+
+
+# ---------------------------------------------------------------------------- the JSON
+
+_JSON_TOKEN = re.compile(r'\s+|"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
+_JSON_NOT_NUMBERS = ("NaN", "Infinity", "-Infinity")
+
+
+def load_json(text: str, source: str) -> YamlDoc:
+    """JSON text -> (data, positions, problems that still let it be checked), with the limits
+    of YAML files: nesting, values, duplicate keys (JSON would keep the last one silently), and
+    NaN/Infinity (not JSON). A syntax error is a ConfigError at its line."""
+    import json
+
+    try:
+        data = json.loads(text, parse_constant=lambda _name: None)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{source}:{exc.lineno}: JSON syntax error: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        data = None  # far too deep: the scan below says where
+    positions, problems = _json_positions(text, source)
+    return data, positions, problems
+
+
+def parse_json(text: str, source: str) -> tuple[Any, Positions]:
+    """`load_json`, any problem a ConfigError naming its line(s)."""
+    data, positions, problems = load_json(text, source)
+    if problems:
+        raise ConfigError("\n".join(str(p) for p in problems))
+    return data, positions
+
+
+def read_json_file(path: Path, what: str, *, source: str | None = None) -> YamlDoc:
+    """`load_json` of a file read with every limit (regular file, size, UTF-8)."""
+    shown = source or str(path)
+    return load_json(read_text(path, what, source=shown), shown)
+
+
+@dataclass
+class _JsonFrame:
+    kind: str
+    loc: Loc
+    index: int = 0
+    key: str | None = None
+    expect_key: bool = True
+    seen: dict[str, int] = field(default_factory=dict)
+
+
+def _json_positions(text: str, source: str) -> tuple[Positions, list[Problem]]:
+    """Where each key and item of a (syntactically valid) JSON text is, and what breaks a limit."""
+    import json
+
+    positions = Positions()
+    problems: list[Problem] = []
+    stack: list[_JsonFrame] = []
+    line, count = 1, 0
+    for m in _JSON_TOKEN.finditer(text):
+        tok = m.group(0)
+        if tok[0].isspace():
+            line += tok.count("\n")
+            continue
+        frame = stack[-1] if stack else None
+        if frame is not None and frame.kind == "{" and frame.expect_key and tok[0] == '"':
+            key = str(json.loads(tok))
+            here = (*frame.loc, key)
+            frame.key, frame.expect_key = key, False
+            if key in frame.seen:
+                problems.append(Problem(source, line, format_loc(here), f"duplicate key (first at line "
+                                        f"{frame.seen[key]}): JSON would keep only the last; merge them into one"))
+            else:
+                frame.seen[key] = line
+                positions.lines[here] = line
+            continue
+        if tok == ":":
+            continue
+        if tok == ",":
+            if frame is not None:
+                if frame.kind == "{":
+                    frame.expect_key = True
+                else:
+                    frame.index += 1
+            continue
+        if tok in "}]":
+            if stack:
+                stack.pop()
+            continue
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(f"{source}:{line}: (top level): more than {MAX_VALUES} values")
+        if frame is None:
+            loc: Loc = ()
+        elif frame.kind == "{":
+            loc = (*frame.loc, frame.key or "")
+        else:
+            loc = (*frame.loc, frame.index)
+            positions.lines[loc] = line
+        if tok in _JSON_NOT_NUMBERS:
+            problems.append(Problem(source, line, format_loc(loc), f"{tok} is not a JSON number"))
+        if tok in "{[":
+            if len(stack) >= MAX_DEPTH:
+                raise ConfigError(f"{source}:{line}: (top level): nested more than {MAX_DEPTH} levels deep")
+            stack.append(_JsonFrame(tok, loc))
+    return positions, problems

@@ -15,4 +15,11 @@ if [ "$left" != 0 ]; then
   docker ps -a --filter label=astra-run >&2
   status=1
 fi
+# sandbox.disk's own file systems (runner/diskcap.py): none may outlive its run or test
+mounts=$(grep -c '/worktree ' /proc/self/mountinfo); loops=$(losetup -a 2>/dev/null | grep -c 'worktree\.img')
+if [ "$((mounts + loops))" != 0 ]; then
+  echo "FAIL: worktree file systems or loop devices left behind:" >&2
+  grep '/worktree ' /proc/self/mountinfo >&2; losetup -a 2>/dev/null | grep 'worktree\.img' >&2
+  status=1
+fi
 exit $status

@@ -42,6 +42,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     pytest.skip(f"Docker cannot be used: {problem}")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may leave a worktree's own file system mounted (runner/diskcap.py): any found under
+    this session's temporary directory is unmounted, its image deleted, and the session fails."""
+    from runner.diskcap import LoopMount, mounts_under
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return  # no test made a temporary directory
+    left = mounts_under(factory.getbasetemp())
+    for point in left:
+        LoopMount(Path(point).with_name("worktree.img"), Path(point)).remove()
+    if left:
+        print(f"\nFAIL: {len(left)} worktree file system(s) left mounted by the tests: {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_AUTHOR_NAME": "t",
            "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.invalid"}

@@ -97,6 +97,8 @@ class SandboxReady(Event):
     kind: ClassVar[str] = "sandbox_ready"
     backend: str
     duration_s: float
+    disk_cap: str | None = None
+    """How sandbox.disk is enforced: `kernel` (the worktree's own file system) or `poll` (du)."""
 
 
 @dataclass(frozen=True)

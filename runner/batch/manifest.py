@@ -36,7 +36,7 @@ from runner.errors import ConfigError
 from runner.problems import ConfigProblems, Layer, Layers, Problem, from_validation, messages_of
 from runner.settings import Flags, Settings, apply_overrides
 from runner.task import LoadedTask, TaskSpec, build_task, deep_merge, is_git_url, load_task
-from runner.yamlio import Positions, is_dir, is_file, load_yaml_file
+from runner.yamlio import Positions, YamlDoc, is_dir, is_file, load_yaml_file
 
 SHARD_ENV = "ASTRA_SHARD"
 SHARD_COUNT_ENV = "ASTRA_SHARD_COUNT"
@@ -118,18 +118,19 @@ def _repo_labels(repos: Sequence[str]) -> list[str]:
 
 def load_manifest(
     path: str | os.PathLike[str], settings: Settings, out: Path, *, check_machine: bool = True,
-    check_credentials: bool = True,
+    check_credentials: bool = True, loaded: YamlDoc | None = None, credential_hint: str = "",
 ) -> list[PlannedTask]:
     """Every task of the manifest, validated, sorted by name. Raises ConfigError with all problems.
 
     Each problem is reported once, where it was written: a bad default at the manifest's line
-    (not once per task), a matrix cell's repo or ref at its line in `matrix:`. With
-    `check_machine`, every task is also preflighted (git refs, model, credentials, image) before
-    anything runs.
+    (not once per task), a matrix cell's repo or ref at its line in `matrix:`, missing
+    credentials once per provider at the manifest's line. With `check_machine`, every task is
+    also preflighted (git refs, model, image) before anything runs. `loaded`: the manifest
+    already read (`validate` reads a file once).
     """
     file = Path(path)
     source = str(path)
-    data, root, problems = load_yaml_file(file, "manifest file", source=source)
+    data, root, problems = loaded if loaded is not None else load_yaml_file(file, "manifest file", source=source)
     errors: list[Problem | str] = list(problems)
     manifest = Layers.of(source, root)
     if not isinstance(data, dict):
@@ -137,13 +138,19 @@ def load_manifest(
     try:
         spec = ManifestSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigProblems([*errors, *from_validation(exc, manifest)]) from None
+        errors += from_validation(exc, manifest)
+        spec = _usable_part(data)  # the rest is still checked: every problem in one pass
     base = file.resolve().parent
     defaults = Layer(source, root, prefix=("defaults",))
     machine = preflight.Machine()
     errors += _check_defaults(spec.defaults, source, root)
     planned: list[PlannedTask] = []
+    partial: list[LoadedTask] = []
     seen: set[Path] = set()
+
+    def on_error(exc: ConfigError) -> list[Problem | str]:
+        return _with_preflight(exc, settings, out, check_machine, machine, partial)
+
     for i, pattern in enumerate(spec.tasks):
         files = _expand(base, pattern)
         if not files:
@@ -156,35 +163,57 @@ def load_manifest(
             try:
                 task = load_task(shown, overrides=spec.defaults, overrides_layer=defaults)
             except ConfigError as exc:
-                errors += _with_preflight(exc, settings, out, check_machine, check_credentials, machine)
+                errors += on_error(exc)
                 continue
             planned.append(PlannedTask(task.spec.name, shown, task))
     if spec.matrix is not None:
-        planned += _matrix_tasks(spec.matrix, spec.defaults, base, source, root, errors,
-                                 lambda exc: _with_preflight(exc, settings, out, check_machine, check_credentials,
-                                                             machine))
+        planned += _matrix_tasks(spec.matrix, spec.defaults, base, source, root, errors, on_error)
     errors += _check_names(planned)
     final = []
     for p in planned:
         task = apply_overrides(p.task, settings, Flags(out=str(out / p.name)))
-        errors += preflight.find(task, check_git=check_machine, check_credentials=check_credentials, machine=machine)
+        errors += preflight.find(task, check_git=check_machine, check_credentials=False, machine=machine)
         final.append(PlannedTask(p.name, p.origin, task))
+    if check_credentials:
+        errors += preflight.manifest_credentials([*(p.task for p in final), *partial], source, root,
+                                                 credential_hint)
     if errors:
         raise ConfigProblems(errors)
     return sorted(final, key=lambda p: p.name)
 
 
+def _usable_part(data: Mapping[str, Any]) -> ManifestSpec:
+    """What of a manifest that does not fit the schema can still be checked: the defaults if
+    they are a mapping, the task patterns that are text, the matrix if it is valid."""
+    raw_defaults = data.get("defaults")
+    raw_tasks = data.get("tasks")
+    matrix = None
+    if data.get("matrix") is not None:
+        try:
+            matrix = MatrixSpec.model_validate(data["matrix"])
+        except ValidationError:
+            matrix = None
+    return ManifestSpec.model_construct(
+        defaults=dict(raw_defaults) if isinstance(raw_defaults, dict) else {},
+        tasks=[t for t in raw_tasks if isinstance(t, str)] if isinstance(raw_tasks, list) else [],
+        matrix=matrix,
+    )
+
+
 def _with_preflight(
-    exc: ConfigError, settings: Settings, out: Path, check_machine: bool, check_credentials: bool,
-    machine: preflight.Machine,
+    exc: ConfigError, settings: Settings, out: Path, check_machine: bool, machine: preflight.Machine,
+    partial_tasks: list[LoadedTask],
 ) -> list[Problem | str]:
-    """A task's problems, and the machine checks of what of it could be built (one pass)."""
+    """A task's problems, and the machine checks of what of it could be built (one pass); the
+    part that could be built joins `partial_tasks` (its provider's credentials are still asked)."""
     found = messages_of(exc)
     if isinstance(exc, ConfigProblems) and exc.partial is not None:
         name = exc.partial.spec.name
         partial = apply_overrides(exc.partial, settings, Flags(out=str(out / name)))
-        found += preflight.find(partial, check_git=check_machine, check_credentials=check_credentials,
+        found += preflight.find(partial, check_git=check_machine, check_credentials=False,
                                 machine=machine, skip=exc.unchecked)
+        if not exc.unchecked & {"model", "provider", "name"}:
+            partial_tasks.append(partial)
     return found
 
 
@@ -266,18 +295,23 @@ def _matrix_tasks(
     return out
 
 
-def _check_names(planned: Sequence[PlannedTask]) -> list[str]:
+def _check_names(planned: Sequence[PlannedTask]) -> list[Problem]:
+    """Names that would collide in OUT/, at the line of the later task's `name`."""
     errors = []
     first: dict[str, PlannedTask] = {}
     for p in planned:
         if p.name.startswith(".") or p.name in AGGREGATE_FILES:
-            errors.append(f"{p.origin}: name: {p.name!r} cannot be a batch task name "
-                          "(it would collide with OUT/ itself or an aggregate file)")
+            errors.append(p.task.problem(("name",), f"{p.name!r} cannot be a batch task name "
+                                         "(it would collide with OUT/ itself or an aggregate file)"))
             continue
         other = first.setdefault(p.name.lower(), p)
         if other is not p:
             same = "" if other.name == p.name else f" (names differ only in case: {other.name!r})"
-            errors.append(f"duplicate task name {p.name!r}{same}: defined by {other.origin} and by {p.origin}")
+            where = other.task.where("name").rsplit(": ", 1)[0]  # FILE:LINE
+            also = "" if other.origin.split(" (matrix")[0] == where.split(":")[0] and "(matrix" not in other.origin \
+                else f" ({other.origin})"
+            errors.append(p.task.problem(("name",), f"duplicate task name {p.name!r}{same}: {where}{also} already "
+                                         "has it; task names must be unique in a batch"))
     return errors
 
 

@@ -36,12 +36,14 @@ from runner.github.progress import LiveComment
 from runner.github.prompt import Where, build_prompt
 from runner.github.text import TRACKING_MARKER
 from runner.models.credentials import credential_values
+from runner.problems import Layer
 from runner.redact import Redactor
 from runner.reports.summary import append_step_summary
 from runner.result import RunResult
 from runner.settings import Flags, Settings, apply_overrides, load_settings
 from runner.task import LoadedTask, build_task, deep_merge, load_task, parse_yaml
 from runner.workspace import GitError
+from runner.yamlio import Positions
 
 TASK_DEFAULTS = ".astra/task.yaml"
 EVENT_KEYS = ("name", "repo", "ref", "prompt", "prompt_file")
@@ -310,11 +312,11 @@ class _GitHubRun:
     # --------------------------------------------------------------------------- task
 
     def _defaults(self, where: Where) -> dict[str, Any]:
-        text = gitops.read_file_at(self.git_dir, where.base_sha, TASK_DEFAULTS)
+        source = f"{where.base_ref}:{TASK_DEFAULTS}"
+        text = gitops.read_file_at(self.git_dir, where.base_sha, TASK_DEFAULTS, "task defaults file", source=source)
         if text is None:
             return {}
-        source = f"{where.base_ref}:{TASK_DEFAULTS}"
-        data, root = parse_yaml(text, source)
+        data, root = parse_yaml(text, source)  # the task file's limits: depth, values, duplicate keys
         if data is None:
             return {}
         if not isinstance(data, dict):
@@ -345,7 +347,8 @@ class _GitHubRun:
         req, defaults = self.req, self._defaults(where)
         task_file = str(req.extra.get("task_file") or "")
         if req.kind == "none" and task_file:
-            task = load_task(self.checkout / task_file, overrides=defaults)
+            layer = Layer(f"{where.base_ref}:{TASK_DEFAULTS}", self._defaults_root or Positions())
+            task = load_task(self.checkout / task_file, overrides=defaults, overrides_layer=layer)
         else:
             prompt = build_prompt(req, self.env.repository, where)
             if not prompt.strip():

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import ConfigError
 from runner.workspace import GitError, git, resolve_commit, trusted_git_dir
+from runner.yamlio import MAX_FILE_BYTES, decode_utf8
 
 AUTHOR_NAME = "astra-run"
 AUTHOR_EMAIL = "astra-run@users.noreply.github.com"
@@ -92,9 +94,27 @@ def has_commit(git_dir: Path, sha: str) -> bool:
     return git(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir, check=False).returncode == 0
 
 
-def read_file_at(git_dir: Path, commit: str, path: str) -> str | None:
-    proc = git(["show", f"{commit}:{path}"], git_dir=git_dir, check=False)
-    return proc.stdout.decode("utf-8", "replace") if proc.returncode == 0 else None
+def read_file_at(git_dir: Path, commit: str, path: str, what: str = "file", *, source: str | None = None,
+                 limit: int = MAX_FILE_BYTES) -> str | None:
+    """The text of `path` in `commit`, with the limits of a file on disk: a regular file (not a
+    symlink, a directory or a submodule), at most `limit` bytes, UTF-8. None when there is none;
+    ConfigError (naming `source`) when it cannot be used."""
+    shown = source or f"{commit}:{path}"
+    listing = git(["ls-tree", "-l", "-z", commit, "--", path], git_dir=git_dir, check=False)
+    entry = listing.stdout.split(b"\0", 1)[0].decode("utf-8", "replace") if listing.returncode == 0 else ""
+    meta, tab, name = entry.partition("\t")
+    if not tab or name != path:
+        return None
+    mode, kind, sha, size = [*meta.split(), "", "", "", ""][:4]
+    if kind != "blob" or mode not in ("100644", "100755"):
+        what_it_is = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a directory"}.get(mode, kind)
+        raise ConfigError(f"{shown}: the {what} is not a regular file ({what_it_is})")
+    if not size.isdigit() or int(size) > limit:
+        raise ConfigError(f"{shown}: the {what} is larger than {limit // 1024} KiB")
+    proc = git(["cat-file", "blob", sha], git_dir=git_dir, check=False)
+    if proc.returncode != 0:
+        return None
+    return decode_utf8(proc.stdout, shown, what)
 
 
 def check_branch_name(git_dir: Path, name: str) -> bool:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from runner.errors import ConfigError
 from runner.mcp.client import ServerPlan
 from runner.redact import expand_host_vars
 from runner.sandbox.base import Sandbox
 from runner.task import McpServerSpec
+from runner.yamlio import format_loc, load_json
 
 MCP_JSON = ".mcp.json"
 MCP_JSON_LIMIT = 1024 * 1024
@@ -54,42 +55,56 @@ async def read_repo_config(sandbox: Sandbox) -> str | None:
 def plans_from_repo(entry: str, spec: McpServerSpec, text: str) -> tuple[list[ServerPlan], list[str]]:
     """The stdio servers of a `.mcp.json` (Claude Code's format), all in the sandbox, named
     `<entry>_<name>`. Nothing is expanded: `${NAME}` stays as written (the file is untrusted and
-    must not pull host values into the sandbox). Returns the plans and notes on what was skipped."""
+    must not pull host values into the sandbox). Returns the plans and notes on what was skipped,
+    each `.mcp.json:LINE: field: problem`. The file is read with the task file's limits (nesting,
+    values; a duplicate key is refused: JSON would silently keep the last one)."""
     try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise RepoConfigError(f"{MCP_JSON} is not valid JSON: {exc}") from None
+        data, positions, problems = load_json(text, MCP_JSON)
+    except ConfigError as exc:
+        raise RepoConfigError(str(exc)) from None
+    if problems:
+        raise RepoConfigError("; ".join(str(p) for p in problems))
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict):
-        raise RepoConfigError(f'{MCP_JSON} has no "mcpServers" object')
+        raise RepoConfigError(f'{MCP_JSON}:{positions.line(("mcpServers",))}: mcpServers: there is no '
+                              '"mcpServers" object')
     plans: list[ServerPlan] = []
     skipped: list[str] = []
     for key, raw in servers.items():
         try:
             plan = _repo_plan(entry, spec, str(key), raw)
-        except RepoConfigError as exc:
-            skipped.append(f"{MCP_JSON} server {key!r} skipped: {exc}")
+        except _Bad as exc:
+            loc = ("mcpServers", str(key), *exc.loc)
+            skipped.append(f"{MCP_JSON}:{positions.line(loc)}: {format_loc(loc)}: server {key!r} skipped: {exc}")
             continue
         plans.append(plan)
     return plans, skipped
 
 
+class _Bad(Exception):
+    """One server of .mcp.json cannot be used; `loc` is the field under the server."""
+
+    def __init__(self, message: str, *loc: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 def _repo_plan(entry: str, spec: McpServerSpec, key: str, raw: Any) -> ServerPlan:
     if not isinstance(raw, Mapping):
-        raise RepoConfigError("not an object")
+        raise _Bad("not an object")
     kind = raw.get("type", "stdio")
     if kind != "stdio" or "url" in raw:
-        raise RepoConfigError(f"only stdio servers are taken from the repo (this one is {kind!r}): "
-                              "an HTTP server would be reached from the host")
+        raise _Bad(f"only stdio servers are taken from the repo (this one is {kind!r}): "
+                   "an HTTP server would be reached from the host", "type" if "type" in raw else "url")
     command = raw.get("command")
     args = raw.get("args", [])
     env = raw.get("env", {})
     if not isinstance(command, str) or not command.strip():
-        raise RepoConfigError('"command" must be a non-empty string')
+        raise _Bad('"command" must be a non-empty string', "command")
     if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-        raise RepoConfigError('"args" must be a list of strings')
+        raise _Bad('"args" must be a list of strings', "args")
     if not isinstance(env, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise RepoConfigError('"env" must map strings to strings')
+        raise _Bad('"env" must map strings to strings', "env")
     return ServerPlan(
         name=server_name(f"{entry}_{key}"), timeout=spec.timeout, optional=spec.optional,
         command=command, args=tuple(args), env=dict(env), where="sandbox", origin=MCP_JSON,

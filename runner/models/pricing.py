@@ -20,7 +20,6 @@ marks a model the API no longer serves; `unconfirmed` lists prices not confirmed
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -30,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError
 from runner.models.base import Usage
+from runner.yamlio import Positions, Problem, format_loc
 
 SCRIPTED_PREFIX = "scripted:"
 PRICES_ENV = "ASTRA_PRICES_FILE"
@@ -154,8 +153,13 @@ class PriceTable:
 def load_prices(path: Path | None = None) -> PriceTable:
     """The price table: `path`, else $ASTRA_PRICES_FILE, else the built-in file.
 
-    Raises ConfigError naming the file and the problem when the file cannot be used.
+    The file is read with the task file's limits (a regular file, at most 1 MiB, UTF-8, nested
+    at most 40 levels, no duplicate keys). Raises ConfigProblems with every problem found, each
+    as `FILE:LINE: field: problem`, when the file cannot be used.
     """
+    from runner.problems import ConfigProblems
+    from runner.yamlio import load_json, read_text
+
     if path is None and os.environ.get(PRICES_ENV):
         path = Path(os.environ[PRICES_ENV])
     if path is None:
@@ -163,56 +167,88 @@ def load_prices(path: Path | None = None) -> PriceTable:
         text = resources.files("runner.models").joinpath("prices.json").read_text(encoding="utf-8")
     else:
         name = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{name}: cannot read price file: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    return _parse(name, data)
+        text = read_text(Path(path), "price file")
+    data, positions, problems = load_json(text, name)
+    at = _At(name, positions, (), problems)
+    table = _parse(at, data)
+    if problems or table is None:
+        raise ConfigProblems(problems or [at.problem("not a price table")])
+    return table
 
 
-def _parse(name: str, data: Any) -> PriceTable:
+@dataclass(frozen=True)
+class _At:
+    """A place in the price file, for `FILE:LINE: field: problem` (every problem is collected)."""
+
+    source: str
+    positions: Positions
+    loc: tuple[int | str, ...]
+    problems: list[Problem]
+
+    def __truediv__(self, part: int | str) -> _At:
+        return _At(self.source, self.positions, (*self.loc, part), self.problems)
+
+    def problem(self, message: str) -> Problem:
+        return Problem(self.source, self.positions.line(self.loc), format_loc(self.loc), message, self.loc)
+
+    def add(self, message: str) -> None:
+        self.problems.append(self.problem(message))
+
+
+def _parse(at: _At, data: Any) -> PriceTable | None:
     if not isinstance(data, dict):
-        raise ConfigError(f"{name}: expected a JSON object with date, source and models")
+        at.add("expected a JSON object with date, source and models")
+        return None
     for key in ("date", "source"):
         if not isinstance(data.get(key), str) or not data[key].strip():
-            raise ConfigError(f"{name}: field '{key}' must be a non-empty string")
+            (at / key).add("must be a non-empty string")
     models = data.get("models")
     if not isinstance(models, dict):
-        raise ConfigError(f"{name}: field 'models' must be an object of model id -> prices")
+        (at / "models").add("must be an object of model id -> prices")
+        return None
     table: dict[str, ModelPrice] = {}
     for model, entry in models.items():
-        table[model] = _price(f"{name}: models.{model}", entry, meta=True)
+        if (price := _price(at / "models" / model, entry, meta=True)) is not None:
+            table[model] = price
+    if at.problems:
+        return None
     return PriceTable(date=data["date"], source=data["source"], models=table)
 
 
-def _price(where: str, entry: Any, *, meta: bool) -> ModelPrice:
+def _price(at: _At, entry: Any, *, meta: bool) -> ModelPrice | None:
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected an object with {', '.join(_FIELDS)}")
+        at.add(f"expected an object with {', '.join(_FIELDS)}")
+        return None
+    before = len(at.problems)
     allowed = set(_FIELDS) | set(_OPTIONAL) | (set(_META) if meta else {"threshold_tokens"})
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    values = [_number(where, entry, f) for f in _FIELDS]
-    write_1h = _number(where, entry, "cache_write_1h") if "cache_write_1h" in entry else None
+    for key in entry:
+        if key not in allowed:
+            (at / key).add("unknown field")
+    values = [_number(at, entry, f) for f in _FIELDS]
+    write_1h = _number(at, entry, "cache_write_1h") if "cache_write_1h" in entry else None
     band = None
     if meta and entry.get("long_prompt") is not None:
         raw = entry["long_prompt"]
         threshold = raw.get("threshold_tokens") if isinstance(raw, dict) else None
         if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold <= 0:
-            raise ConfigError(f"{where}.long_prompt.threshold_tokens: must be a positive integer")
-        band = LongPrompt(threshold, _price(f"{where}.long_prompt", raw, meta=False))
+            (at / "long_prompt" / "threshold_tokens").add("must be a positive integer")
+        elif (long_price := _price(at / "long_prompt", raw, meta=False)) is not None:
+            band = LongPrompt(threshold, long_price)
+    if len(at.problems) > before:
+        return None
     return ModelPrice(values[0], values[1], values[2], values[3], cache_write_1h=write_1h, long_prompt=band,
                       retired=bool(entry.get("retired", False)))
 
 
-def _number(where: str, entry: dict[str, Any], field_name: str) -> float:
+def _number(at: _At, entry: dict[str, Any], field_name: str) -> float:
     value = entry.get(field_name)
+    if field_name not in entry:
+        (at / field_name).add("required field is missing (USD per million tokens)")
+        return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}.{field_name}: must be a number (USD per million tokens)")
+        (at / field_name).add("must be a number (USD per million tokens)")
+        return 0.0
     if not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{where}.{field_name}: must be a finite number >= 0, got {value}")
+        (at / field_name).add(f"must be a finite number >= 0, got {value}")
+        return 0.0
     return float(value)

@@ -20,7 +20,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from runner.errors import ConfigError
 from runner.models.base import (
@@ -64,20 +64,25 @@ class ScriptedTurn(BaseModel):
     fail: str | None = None
 
 
-def load_script(path: Path) -> list[ScriptedTurn]:
-    from runner.yamlio import read_yaml_file  # limits: size, encoding, depth, file type
+_TURNS: TypeAdapter[list[ScriptedTurn]] = TypeAdapter(list[ScriptedTurn])
 
-    data, _ = read_yaml_file(path, "scripted model")
+
+def load_script(path: Path) -> list[ScriptedTurn]:
+    """The turns of a scripted model file, read with the task file's limits; every problem at
+    once as `FILE:LINE: field: problem` (`m.yaml:4: [1].tool_calls[0].name: ...`), ConfigProblems."""
+    from runner.problems import ConfigProblems, Layers, from_validation
+    from runner.yamlio import load_yaml_file  # limits: size, encoding, depth, file type
+
+    data, positions, problems = load_yaml_file(path, "scripted model")
+    layers = Layers.of(str(path), positions)
     if not isinstance(data, list):
-        raise ConfigError(f"{path}:1: a scripted model is a YAML list of turns")
-    turns = []
-    for i, item in enumerate(data):
-        try:
-            turns.append(ScriptedTurn.model_validate(item))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: turn {i + 1}: {loc}: {first['msg']}") from None
+        raise ConfigProblems([*problems, layers.problem((), "a scripted model is a YAML list of turns")])
+    try:
+        turns = _TURNS.validate_python(data)
+    except ValidationError as exc:
+        raise ConfigProblems([*problems, *from_validation(exc, layers)]) from None
+    if problems:
+        raise ConfigProblems(problems)
     return turns
 
 

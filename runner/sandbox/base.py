@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+from runner.diskcap import statvfs_usage
 from runner.errors import LimitExceeded, SandboxError
 from runner.sandbox.docker_attach import AttachedProcess
 from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
@@ -35,6 +36,8 @@ DEFAULT_OUTPUT_LIMIT = 30_000
 """Bytes of command output kept (head and tail halves) before the model sees it."""
 DISK_POLL_S = 2.0
 """How often the worktree's size is measured while a command runs (and once after every call)."""
+FULL_SLACK = 1024 * 1024
+"""On its own file system, the worktree is full (a limit) when less than this is left to write."""
 _HELPER_REPLY_GRACE_S = 15.0
 """How long past a command's own deadline the helper may take to answer before it is declared dead."""
 
@@ -127,6 +130,10 @@ class SandboxConfig:
     HEAD of git_dir."""
     disk: str | None = None
     """sandbox.disk: the most the worktree may hold (`10g`); None: no limit."""
+    disk_fsid: int | None = None
+    """Set when the worktree is its own file system sized to `disk` (runner/diskcap.py): its
+    `statvfs` f_fsid. The kernel then holds the total; measuring it is one statvfs; and every
+    helper must report this id for its root, or the sandbox does not see the worktree."""
 
     @property
     def disk_bytes(self) -> int | None:
@@ -208,6 +215,8 @@ class HelperClient:
             self._dead = broken or f"the sandbox helper ({self._name}) stopped"
             if self._stderr_tail:
                 self._dead += ": " + self._stderr_tail.decode("utf-8", "replace").strip()
+            elif broken is None:
+                self._dead += await self._exit_said()
             if broken is not None:
                 with contextlib.suppress(ProcessLookupError):
                     self._proc.kill()
@@ -215,6 +224,18 @@ class HelperClient:
                 if not fut.done():
                     fut.set_exception(SandboxError(self._dead))
             self._pending.clear()
+
+    async def _exit_said(self) -> str:
+        """How the helper's process ended, when it said nothing on stderr: its exit code, and for
+        a SIGKILL (137: `docker exec` of a killed process) the likeliest cause."""
+        try:
+            code = await asyncio.wait_for(self._proc.wait(), 1.0)
+        except (TimeoutError, Exception):
+            return ""
+        if code in (137, -9):
+            return (f" (exit code {code}: killed by SIGKILL - most often the kernel's out-of-memory killer; "
+                    "is sandbox.memory large enough?)")
+        return f" (exit code {code})"
 
     async def request(self, op: str, *, timeout: float, **args: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """Send one request and wait for its answer.
@@ -387,16 +408,34 @@ class Sandbox(ABC):
 
     async def check_disk(self) -> None:
         """LimitExceeded (exit 3, the patch is still taken) when the worktree holds more than
-        sandbox.disk. Each single file is also capped by the kernel at that size (RLIMIT_FSIZE,
-        set by the helper): this measures the total, which no kernel limit holds for a bind-mounted
-        host directory without root (docs/security.md)."""
+        sandbox.disk - or, on its own file system (`disk_fsid`), when that is full (the model's
+        writes get ENOSPC from then on). Each single file is also capped by the kernel at that
+        size (RLIMIT_FSIZE, set by the helper). Without its own file system the total is a `du`
+        of the tree, which no kernel limit holds (docs/security.md)."""
         limit = self.config.disk_bytes
         if limit is None:
             return
-        used = await disk_used(self.config.worktree)
+        if self.config.disk_fsid is not None:
+            used, free, inodes = statvfs_usage(self.config.worktree)
+            if free < min(FULL_SLACK, limit // 16) or inodes == 0:
+                raise LimitExceeded(f"disk: the worktree's file system is full ({used / 2**20:.0f} MiB"
+                                    f"{'' if inodes else ', no inode left'}; sandbox.disk is {self.config.disk})",
+                                    limit="disk", value=self.config.disk)
+        else:
+            used = await disk_used(self.config.worktree)
         if used > limit:
             raise LimitExceeded(f"disk: the worktree holds {used / 2**20:.0f} MiB, over sandbox.disk "
                                 f"({self.config.disk})", limit="disk", value=self.config.disk)
+
+    def check_root(self, info: Mapping[str, Any]) -> None:
+        """SandboxError unless the helper's root is the worktree's own file system (when it has one):
+        a daemon that does not see our mount would show the model an empty directory."""
+        expected = self.config.disk_fsid
+        if expected is not None and info.get("fsid") != expected:
+            raise SandboxError(
+                f"the sandbox does not see the worktree's file system (file system id {info.get('fsid')}, "
+                f"expected {expected}): the Docker daemon does not share this machine's mounts; "
+                "set ASTRA_DISK_CAP=poll")
 
     def helper_limits(self) -> list[str]:
         """Helper arguments that set the kernel's limits for every command it runs."""
@@ -427,3 +466,4 @@ class Sandbox(ABC):
         except ToolFailure as exc:
             raise SandboxError(f"the sandbox helper failed to start: {exc}") from None
         self.helper_info = info
+        self.check_root(info)

@@ -44,6 +44,7 @@ reached over TLS or ssh, whose attach stream is not a plain socket.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
@@ -67,7 +68,7 @@ from runner.sandbox.base import (
     check_env,
     clear_setid_bits,
 )
-from runner.sandbox.docker_attach import AttachedProcess, attach_socket, attachable
+from runner.sandbox.docker_attach import AttachedProcess, attach_socket, attachable, watch_exit
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -162,6 +163,8 @@ class DockerSandbox(Sandbox):
         self._attached = False
         """The agent's helper is the container's own process (docker_attach.py)."""
         self._attached_proc: AttachedProcess | None = None
+        self._exit_code: concurrent.futures.Future[int | None] | None = None
+        """The attached container's exit code, from the daemon (docker_attach.watch_exit)."""
         self._quiet = False
         """`pause` found the attached helper alone, so nothing was frozen."""
         self._create_unsure = False
@@ -202,7 +205,7 @@ class DockerSandbox(Sandbox):
         if attached is not None:
             assert self.container_id is not None
             try:
-                proc = await AttachedProcess.open(attached, self.container_id)
+                proc = await AttachedProcess.open(attached, self.container_id, self._exit_code)
             except BaseException:
                 attached[0].close()
                 raise
@@ -288,6 +291,9 @@ class DockerSandbox(Sandbox):
             cid = self.container_id
             attached = None if helper is None else _control(lambda: attach_socket(self._client, cid),
                                                             "attach to the sandbox container")
+            if attached is not None:  # how its process ends (an OOM kill says 137), known to the daemon only
+                with contextlib.suppress(Exception):
+                    self._exit_code = watch_exit(self._client, cid, self.config.deadline_s + DEADLINE_MARGIN_S)
             try:
                 _control(lambda: self._client.api.start(cid), "start the sandbox container")
             except BaseException:

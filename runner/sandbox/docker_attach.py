@@ -29,9 +29,11 @@ the exec path.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import socket
 import struct
+import threading
 from typing import Any
 
 _HEADER = struct.Struct(">BxxxL")
@@ -52,6 +54,30 @@ def attach_socket(client: Any, cid: str) -> tuple[socket.socket, Any]:
     if not isinstance(sock, socket.socket):
         raise TypeError(f"the attach stream is a {type(raw).__name__}, not a socket")
     return sock, raw
+
+
+def watch_exit(client: Any, cid: str, limit_s: float) -> concurrent.futures.Future[int | None]:
+    """The container's exit code, once it exits (None: not known). Call before the start: the
+    daemon has registered the wait once it answers with its headers (it sends them at once), so
+    an exit right after the start is not missed; the body comes at the exit, read in a thread
+    of its own (not the executor's: it lasts the run). Bounded by `limit_s`."""
+    api = client.api
+    response = api._post(api._url("/containers/{0}/wait", cid), params={"condition": "next-exit"},
+                         stream=True, timeout=limit_s)
+    api._raise_for_status(response)
+    done: concurrent.futures.Future[int | None] = concurrent.futures.Future()
+
+    def read() -> None:
+        code = None
+        with contextlib.suppress(Exception):
+            status = response.json().get("StatusCode")
+            code = status if isinstance(status, int) else None
+        with contextlib.suppress(Exception):
+            response.close()
+        done.set_result(code)
+
+    threading.Thread(target=read, name="astra-docker-wait", daemon=True).start()
+    return done
 
 
 class _Stdin:
@@ -77,23 +103,26 @@ class AttachedProcess:
     """The container's process as `asyncio.subprocess.Process` looks to HelperClient."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: Any,
-                 container_id: str) -> None:
+                 container_id: str, exit_code: concurrent.futures.Future[int | None] | None = None) -> None:
         self.stdin = _Stdin(writer)
         self.stdout = asyncio.StreamReader(limit=64 * 1024 * 1024)
         self.stderr = asyncio.StreamReader()
         self.pid = 1  # inside the container
         self.returncode: int | None = None
+        self._killed = False
         self.container_id = container_id
         self._writer = writer
         self._keep: Any = keep
+        self._exit_code = exit_code
         self._demux = asyncio.ensure_future(self._split(reader))
 
     @classmethod
-    async def open(cls, attached: tuple[socket.socket, Any], container_id: str) -> AttachedProcess:
+    async def open(cls, attached: tuple[socket.socket, Any], container_id: str,
+                   exit_code: concurrent.futures.Future[int | None] | None = None) -> AttachedProcess:
         sock, keep = attached
         sock.setblocking(False)
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-        return cls(reader, writer, keep, container_id)
+        return cls(reader, writer, keep, container_id, exit_code)
 
     async def _split(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -105,6 +134,10 @@ class AttachedProcess:
         except (asyncio.IncompleteReadError, OSError):
             pass  # the stream ended: the container's process exited, or the connection dropped
         finally:
+            if self.returncode is None and self._exit_code is not None:  # how it ended, from the daemon
+                with contextlib.suppress(Exception):
+                    code = await asyncio.wait_for(asyncio.wrap_future(self._exit_code), 2.0)
+                    self.returncode = code
             self.returncode = 0 if self.returncode is None else self.returncode
             self.stdout.feed_eof()
             self.stderr.feed_eof()
@@ -114,7 +147,7 @@ class AttachedProcess:
     @property
     def exited(self) -> bool:
         """The stream ended by itself (the container's process exited), not by `kill`."""
-        return self._demux.done() and self.returncode == 0
+        return self._demux.done() and not self._killed
 
     async def wait(self) -> int:
         with contextlib.suppress(asyncio.CancelledError):
@@ -126,5 +159,5 @@ class AttachedProcess:
         (the container itself is removed by the sandbox's close)."""
         if self._demux.done():
             raise ProcessLookupError
-        self.returncode = -9
+        self._killed = True
         self._writer.close()

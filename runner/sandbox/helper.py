@@ -757,6 +757,10 @@ class Server:
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}
+                try:  # which file system the root is: the host checks it is the worktree's (diskcap.py)
+                    result["fsid"] = os.statvfs(self.ws.root).f_fsid
+                except (OSError, AttributeError):
+                    result["fsid"] = None
                 if self.setup_phase:
                     result["runtime"] = runtime_manifest()
             else:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner.diskcap import mounts_under
 from tests.batch.helpers import AGGREGATES, LS, OUTPUT_FILES, Workdir
 
 
@@ -115,5 +116,10 @@ def test_a_second_signal_during_the_cleanup_exits_at_once(tmp_path: Path) -> Non
     assert "Traceback" not in err
     results = wd.results()
     assert [results[n]["status"] for n in "cd"] == ["interrupted", "interrupted"]
+    # What it did not wait for is `astra-run cleanup`'s: the worktrees' own file systems included.
+    done = subprocess.run([sys.executable, "-m", "runner", "cleanup"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert mounts_under(tmp_path) == []
     assert all(results[n]["exit_code"] == 143 for n in "cd")
     assert "exit code 143" in (wd.out / "summary.md").read_text()

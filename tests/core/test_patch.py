@@ -111,3 +111,19 @@ def test_a_stuck_git_times_out_as_a_git_error(ws: Workspace, monkeypatch: pytest
     assert subprocess.run(["pgrep", "-f", "sleep 86.5"], capture_output=True).stdout == b""
     monkeypatch.undo()
     ws.remove()
+
+
+def test_the_patch_has_a_total_cap(ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many files under the per-file cap cannot add up to a patch past MAX_PATCH_BYTES: those past
+    it (in path order) are left out and said; the rest still applies."""
+    monkeypatch.setattr(patch_mod, "MAX_PATCH_BYTES", 100_000)
+    (ws.path / "a.py").write_text("x = 4\n")
+    for name in ("b 1.txt", "b\t2.txt", "b3.txt", "é4.txt"):  # quoted names too
+        (ws.path / name).write_text("line of text\n" * 3000)  # ~39 kB each in the patch
+    patch = asyncio.run(compute_patch(ws))
+    assert len(patch.data) <= 100_000
+    assert dict(patch.excluded) == {"b3.txt": "the patch would pass its 0 MB total",
+                                    "é4.txt": "the patch would pass its 0 MB total"}
+    assert {f.path for f in patch.stats.files} == {"a.py", "b\t2.txt", "b 1.txt"}
+    applies(ws, patch.data, tmp_path)
+    ws.remove()

@@ -161,6 +161,7 @@ def test_a_batch_runs_through_a_daemon_that_shares_only_the_cache(dind: Dind, tm
         for r in results:
             assert [v["passed"] for v in r["verify"]] == [True, True], r["verify"]
             assert "+    if not xs:" in (out / r["task"] / "patch.diff").read_text()
+            assert r["disk_cap"] == "poll"  # a daemon elsewhere cannot see a mount of ours (runner/diskcap.py)
         seen = (out / "fix-1" / "trajectory.jsonl").read_text()
         assert "second\\nbase" in seen  # git log inside, through the daemon's sandbox
         # Nothing of the runs is left in the daemon, and the object store was made once.

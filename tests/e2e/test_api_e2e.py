@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,6 +231,9 @@ def test_model_api_infrastructure_errors_exit_4(tmp_path: Path, case: str) -> No
     r = result(out)
     assert r["status"] == "error"
     assert ("401" in r["reason"]) if case == "bad-key" else ("connect" in r["reason"].lower())
+    if case == "bad-key":  # the API's error type and request id, in full, in result.json and on the console
+        assert re.search(r"401 authentication_error: .+ \(request req_\w+\)", r["reason"]), r["reason"]
+        assert r["reason"] in proc.stdout.replace("\n", " ") or r["reason"][:200] in proc.stdout, proc.stdout
     assert "<error" in (out / "junit.xml").read_text()
     assert "wwww" not in every_output(out)
 

@@ -476,6 +476,51 @@ def test_task_yaml_errors_name_their_line(world: World) -> None:
         world.run("comment")
 
 
+@pytest.mark.parametrize(("content", "error"), [
+    (b"limits: {max_turns: 3}\nlimits: {timeout: 5m}\n", r"^main:\.astra/task\.yaml:2: limits: duplicate key \(first "
+     r"at line 1\)"),
+    (b"sandbox: {backend: local}\nprompt: caf\xe9\n",
+     r"^main:\.astra/task\.yaml:2: \(top level\): the task defaults file is not UTF-8 text \(byte 0xe9\)"),
+    (b"x: " + b"[" * 100 + b"]" * 100 + b"\n", r"^main:\.astra/task\.yaml:1: \(top level\): nested more than 40"),
+    (b"# " + b"x" * (1024 * 1024 + 10) + b"\n", r"^main:\.astra/task\.yaml: the task defaults file is larger than 1024 KiB$"),
+    (None, r"^main:\.astra/task\.yaml: the task defaults file is not a regular file \(a symbolic link\)$"),
+])
+def test_task_yaml_is_read_with_the_task_files_limits(world: World, content: bytes | None, error: str) -> None:
+    from runner.errors import ConfigError
+
+    work = world.tmp / "base-work"
+    subprocess.run(["git", "clone", "-q", str(world.origin), str(work)], check=True)
+    target = work / ".astra" / "task.yaml"
+    target.unlink()
+    if content is None:
+        target.symlink_to("/etc/passwd")
+    else:
+        target.write_bytes(content)
+    sh_git(work, "add", "-A")
+    sh_git(work, "commit", "-qm", "config")
+    sh_git(work, "push", "-q", "origin", "HEAD:main")
+    world.event("issue_comment", comment_event("/astra fix"))
+    with pytest.raises(ConfigError, match=error):
+        world.run("comment")
+    assert world.requests == []
+
+
+def test_a_task_file_under_task_yaml_blames_a_bad_default_on_task_yaml(world: World) -> None:
+    """ASTRA_TASK's file is read under `.astra/task.yaml`'s defaults: a bad default is reported
+    at task.yaml's line, not at the task file's line 1."""
+    from runner.errors import ConfigError
+    from tests.github.conftest import payload
+
+    _commit_on_origin(world, {".astra/task.yaml": "sandbox: {backend: local}\nlimits: {max_turns: -3}\n"})
+    sh_git(world.checkout, "pull", "-q", "origin", "main")  # a scheduled job runs on the branch's head
+    (world.checkout / "t.yaml").write_text("name: nightly\nprompt: tidy up\n")
+    world.monkeypatch.setenv("ASTRA_TASK", "t.yaml")
+    world.event("schedule", payload("schedule.json"))
+    with pytest.raises(ConfigError) as info:
+        world.run("none")
+    assert str(info.value) == "main:.astra/task.yaml:2: limits.max_turns: Input should be greater than 0"
+
+
 @pytest.mark.parametrize("user,body,run,calls", [
     ("Codertocat", "no trigger here", "false", []),
     ("reader", "/astra fix", "false", ["GET"]),

@@ -72,6 +72,21 @@ def test_repo_servers_run_in_the_sandbox_only_and_take_nothing_from_the_host(mon
     }}"""
     plans, skipped = plans_from_repo("repo", McpServerSpec(from_repo=True, timeout=5), text)
     assert [(p.name, p.where, p.env, p.timeout) for p in plans] == [("repo_git", "sandbox", {"K": "${HOST_SECRET}"}, 5)]
-    assert len(skipped) == 2 and "'web'" in skipped[0] and "'bad'" in skipped[1]
-    with pytest.raises(RepoConfigError, match="not valid JSON"):
-        plans_from_repo("repo", McpServerSpec(from_repo=True), "{")
+    assert skipped == [
+        ".mcp.json:3: mcpServers.web.type: server 'web' skipped: only stdio servers are taken from the repo "
+        "(this one is 'http'): an HTTP server would be reached from the host",
+        ".mcp.json:4: mcpServers.bad.command: server 'bad' skipped: \"command\" must be a non-empty string",
+    ]
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("{", ".mcp.json:1: JSON syntax error: Expecting property name enclosed in double quotes (column 2)"),
+    ('{"mcpServers": {"a": {"command": "x"},\n"a": {"command": "y"}}}',
+     ".mcp.json:2: mcpServers.a: duplicate key (first at line 1): JSON would keep only the last; merge them into one"),
+    ('{"mcpServers": ' + "[" * 60 + "]" * 60 + "}", ".mcp.json:1: (top level): nested more than 40 levels deep"),
+    ('{"servers": {}}', '.mcp.json:1: mcpServers: there is no "mcpServers" object'),
+])
+def test_a_broken_mcp_json_is_refused_at_its_line(text: str, error: str) -> None:
+    with pytest.raises(RepoConfigError) as info:
+        plans_from_repo("repo", McpServerSpec(from_repo=True), text)
+    assert str(info.value) == error

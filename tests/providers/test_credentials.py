@@ -131,11 +131,14 @@ def test_astra_provider_overrides_the_task_file(tmp_path: Path) -> None:
     assert "ASTRA_PROVIDER: provider: " in proc.stderr and "AWS_REGION" in proc.stderr
 
 
-def test_validate_warns_about_missing_credentials_but_passes(tmp_path: Path) -> None:
+def test_validate_reports_missing_credentials_unless_told_not_to(tmp_path: Path) -> None:
     task = task_file(tmp_path, provider="vertex")
     proc = astra(tmp_path, "validate", str(task))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{task}:" in proc.stderr and "CLOUD_ML_REGION" in proc.stderr and "--no-credentials" in proc.stderr
+    proc = astra(tmp_path, "validate", "--no-credentials", str(task))
     assert proc.returncode == 0, proc.stderr
-    assert "credentials MISSING here" in proc.stdout and "CLOUD_ML_REGION" in proc.stderr
+    assert "credentials not checked (--no-credentials)" in proc.stdout and proc.stderr == ""
 
 
 @pytest.mark.parametrize("where", ["sandbox", "mcp-env", "mcp-headers"])

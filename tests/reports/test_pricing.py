@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,46 +80,55 @@ def test_explicit_path_wins_over_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert load_prices(path).models == {}
 
 
+_OK = '{"input": 1, "output": 2, "cache_write": 3, "cache_read": 1}'
+
+
 @pytest.mark.parametrize(
-    ("content", "problem"),
+    ("content", "problems"),
     [
-        ("{not json", "not valid JSON"),
-        ('["a"]', "expected a JSON object"),
-        ('{"source": "s", "models": {}}', "'date'"),
-        ('{"date": "d", "source": "s"}', "'models'"),
-        ('{"date": "d", "source": "s", "models": {"m": 3}}', "models.m"),
-        (
-            '{"date": "d", "source": "s", "models": {"m": {"input": 1, "output": 2, "cache_write": 3}}}',
-            "models.m.cache_read",
-        ),
-        (
-            '{"date": "d", "source": "s", "models": '
-            '{"m": {"input": -1, "output": 2, "cache_write": 3, "cache_read": 1}}}',
-            "models.m.input",
-        ),
-        (
-            '{"date": "d", "source": "s", "models": '
-            '{"m": {"input": "1", "output": 2, "cache_write": 3, "cache_read": 1}}}',
-            "must be a number",
-        ),
-        (
-            '{"date": "d", "source": "s", "models": '
-            '{"m": {"input": 1, "output": 2, "cache_write": 3, "cache_read": 1, "cache_1h": 2}}}',
-            "unknown field",
-        ),
+        ("{not json", ["1: JSON syntax error: Expecting property name enclosed in double quotes (column 2)"]),
+        ('["a"]', ["1: (top level): expected a JSON object with date, source and models"]),
+        ('{"source": "s",\n "models": {}}', ["1: date: must be a non-empty string"]),
+        ('{"date": "d", "source": "s"}', ["1: models: must be an object of model id -> prices"]),
+        ('{"date": "d", "source": "s", "models": {\n"m": 3}}',
+         ["2: models.m: expected an object with input, output, cache_write, cache_read"]),
+        ('{"date": "d", "source": "s", "models": {\n"m": {"input": 1, "output": 2, "cache_write": 3}}}',
+         ["2: models.m.cache_read: required field is missing (USD per million tokens)"]),  # at its entry
+        ('{"date": "d", "source": "s", "models": {\n"m": {"input": -1, "output": 2, "cache_write": 3,\n'
+         '"cache_read": "1"}}}',
+         ["2: models.m.input: must be a finite number >= 0, got -1",
+          "3: models.m.cache_read: must be a number (USD per million tokens)"]),
+        ('{"date": "d", "source": "s", "models": {\n"m": {"input": 1, "output": 2, "cache_write": 3, "cache_read": 1,\n'
+         '"cache_1h": 2}}}', ["3: models.m.cache_1h: unknown field"]),
+        ('{"date": "d", "source": "s", "models": {\n"m": ' + _OK + ',\n"m": ' + _OK + '}}',
+         ["3: models.m: duplicate key (first at line 2): JSON would keep only the last; merge them into one"]),
+        ('{"date": "d", "source": "s", "models": {"m": {"input": NaN, "output": 2, "cache_write": 3, '
+         '"cache_read": 1}}}', ["1: models.m.input: NaN is not a JSON number",
+                                "1: models.m.input: must be a number (USD per million tokens)"]),
+        ("[" * 50 + "]" * 50, ["1: (top level): nested more than 40 levels deep"]),
     ],
 )
-def test_bad_override_file_is_a_config_error_naming_file_and_problem(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, problem: str
+def test_bad_override_file_gives_every_problem_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, problems: list[str]
 ) -> None:
     path = tmp_path / "bad-prices.json"
     path.write_text(content, encoding="utf-8")
     monkeypatch.setenv("ASTRA_PRICES_FILE", str(path))
     with pytest.raises(ConfigError) as info:
         load_prices()
-    assert str(path) in str(info.value)
-    assert problem in str(info.value)
+    assert str(info.value).splitlines() == [f"{path}:{p}" for p in problems]
     assert info.value.exit_code == 2
+
+
+def test_a_price_file_is_read_with_limits(tmp_path: Path) -> None:
+    fifo = tmp_path / "prices.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="the price file is not a regular file"):
+        load_prices(fifo)  # would block forever in open()
+    big = tmp_path / "big.json"
+    big.write_text('{"date": "d", "source": "s", "models": {}, "pad": "' + "x" * 2_000_000 + '"}')
+    with pytest.raises(ConfigError, match="the price file is larger than 1024 KiB"):
+        load_prices(big)
 
 
 def test_missing_override_file_is_a_config_error(tmp_path: Path) -> None:

@@ -62,3 +62,16 @@ async def test_the_run_reports_the_daemons_message_on_the_console_and_in_result_
     assert "No such container" not in reason and "..." not in reason
     shown = " ".join(line.strip() for line in stream.getvalue().splitlines() if not line.startswith("astra-run"))
     assert "size=not-a-size: invalid argument" in shown and "(HTTP 500)" in shown, stream.getvalue()
+
+
+@pytest.mark.docker
+async def test_a_helper_killed_for_memory_says_how_it_ended(repo: Repo) -> None:
+    """A sandbox too small for its helper: the kernel kills it (SIGKILL) and it says nothing on
+    stderr. The error says how it ended - exit code 137 and the likely cause - not just "stopped"."""
+    sb = DockerSandbox(sandbox_config(repo, memory="6m"))
+    with pytest.raises(SandboxError) as info:
+        async with sb:
+            pass
+    message = str(info.value)
+    assert "stopped (exit code 137: killed by SIGKILL" in message and "sandbox.memory" in message, message
+    assert info.value.exit_code == 4

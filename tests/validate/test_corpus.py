@@ -50,6 +50,65 @@ CASES = [
         'task.yaml:8: sandbox.env.NUM: `1` is read as the number 1: quote it ("1") to mean the text',
         'task.yaml:8: sandbox.env.WHEN: `2024-05-01` is read as a date: quote it ("2024-05-01") to mean the text',
     ]),
+    Case("YAML 1.2's surprise types, in every text field of a task file", {"task.yaml": (
+        "name: 1.10\nprompt: p\nref: 2024-01-01\nmodel: 010\n" + LOCAL
+        + "  image: 0x10\n  env: {A: null, B: ~, C: 1_000, D: .inf, 2024-01-01: x}\n  setup: [1.5, true]\n"
+        "policy:\n  allow: [read, 12]\nverify:\n  - name: 3\n    run: true\n"
+        "mcp_servers:\n  s: {command: srv, args: [--port, 8080], env: {X: 2024-01-01 10:00:00}}\n"
+        "outputs: {dir: 7}\n")}, [
+        'task.yaml:1: name: `1.10` is read as the number 1.1: quote it ("1.10") to mean the text',
+        'task.yaml:3: ref: `2024-01-01` is read as a date: quote it ("2024-01-01") to mean the text',
+        'task.yaml:4: model: `010` is read as the number 10: quote it ("010") to mean the text',
+        'task.yaml:7: sandbox.image: `0x10` is read as the number 16: quote it ("0x10") to mean the text',
+        'task.yaml:8: sandbox.env: the key `2024-01-01` is read as a date: quote it ("2024-01-01")',
+        'task.yaml:8: sandbox.env.A: `null` is read as null (no value): quote it ("null") to mean the text, '
+        'or write "" for empty text',
+        'task.yaml:8: sandbox.env.B: `~` is read as null (no value): quote it ("~") to mean the text, '
+        'or write "" for empty text',
+        'task.yaml:8: sandbox.env.C: `1_000` is read as the number 1000: quote it ("1_000") to mean the text',
+        'task.yaml:8: sandbox.env.D: `.inf` is read as the number inf: quote it (".inf") to mean the text',
+        'task.yaml:9: sandbox.setup[0]: `1.5` is read as the number 1.5: quote it ("1.5") to mean the text',
+        'task.yaml:9: sandbox.setup[1]: `true` is read as true: quote it ("true") to mean the text',
+        'task.yaml:11: policy.allow[1]: `12` is read as the number 12: quote it ("12") to mean the text',
+        'task.yaml:13: verify[0].name: `3` is read as the number 3: quote it ("3") to mean the text',
+        'task.yaml:14: verify[0].run: `true` is read as true: quote it ("true") to mean the text',
+        'task.yaml:16: mcp_servers.s.args[1]: `8080` is read as the number 8080: quote it ("8080") to mean the text',
+        'task.yaml:16: mcp_servers.s.env.X: `2024-01-01 10:00:00` is read as a date and time: quote it '
+        '("2024-01-01 10:00:00") to mean the text',
+        'task.yaml:17: outputs.dir: `7` is read as the number 7: quote it ("7") to mean the text',
+    ]),
+    Case("under YAML 1.1 a word of a choice read as true/false is called out", {"task.yaml": (
+        "%YAML 1.1\n---\nname: x\nprompt: p\n" + LOCAL + "  network: off\nmodel_options:\n  thinking: off\n"
+        "  effort: 1\n")}, [
+        "task.yaml:7: sandbox.network: Input should be 'none' or 'bridge' (`off` is read as false)",
+        'task.yaml:9: model_options.thinking: `off` is read as false: quote it ("off") to mean the text',
+        "task.yaml:10: model_options.effort: Input should be 'low', 'medium', 'high', 'xhigh' or 'max' "
+        "(`1` is read as the number 1)",
+    ]),
+    Case("a manifest that does not fit its schema is still checked in full, surprise types included", {
+        "m.yaml": ("defaults:\n  ref: 1.0\n  sandbox: {backend: local, env: {V: 2.0}}\ntasks: [1.10, t.yaml]\n"
+                   "matrix:\n  template: 5\n  repos: [.]\n"),
+        "t.yaml": "name: t\nprompt: p\nlimits: {max_turns: 0}\n"}, [
+        'm.yaml:2: defaults.ref: `1.0` is read as the number 1.0: quote it ("1.0") to mean the text',
+        'm.yaml:3: defaults.sandbox.env.V: `2.0` is read as the number 2.0: quote it ("2.0") to mean the text',
+        'm.yaml:4: tasks[0]: `1.10` is read as the number 1.1: quote it ("1.10") to mean the text',
+        'm.yaml:6: matrix.template: `5` is read as the number 5: quote it ("5") to mean the text',
+        "t.yaml:3: limits.max_turns: Input should be greater than 0",
+    ], target="m.yaml"),
+    Case("a scripted model file: every problem at its own line, under the task's model line", {
+        "task.yaml": "name: x\nprompt: p\nmodel: scripted:s.yaml\n" + LOCAL,
+        "s.yaml": "- text: 1.5\n  tool_calls:\n    - {name: 3, input: {}}\n- text: ok\n  bogus: 1\n"}, [
+        'task.yaml:3: model: {d}/s.yaml:1: [0].text: `1.5` is read as the number 1.5: quote it ("1.5") to mean '
+        'the text',
+        'task.yaml:3: model: {d}/s.yaml:3: [0].tool_calls[0].name: `3` is read as the number 3: quote it ("3") '
+        'to mean the text',
+        "task.yaml:3: model: {d}/s.yaml:5: [1].bogus: unknown key",
+    ], env={}),
+    Case("a price file that cannot be used is found before anything runs", {
+        "task.yaml": "name: x\nprompt: p\n" + LOCAL,
+        "p.json": '{"date": "d",\n "source": "s", "models": {"m": 1}}'}, [
+        "p.json:2: models.m: expected an object with input, output, cache_write, cache_read",
+    ], env={"ANTHROPIC_API_KEY": "k", "ASTRA_PRICES_FILE": "p.json"}),
     Case("YAML 1.2 (the default) reads `no` as text: nothing to say", {"task.yaml": (
         "name: no\nprompt: p\n" + LOCAL)}, []),
     Case("every value is range-checked", {"task.yaml": (
@@ -74,6 +133,14 @@ CASES = [
         "task.yaml:3: ref: '--upload-pack=evil' starts with '-' (git would read it as an option)",
         "task.yaml:4: limits.timeout: 1000000 is longer than the most allowed, 7 days (604800s)",
         "task.yaml:7: sandbox.memory: '0' is less than Docker's smallest memory limit, 6m",
+    ]),
+    Case("a bad key of a section leaves the rest of it checked (one pass, not two rounds)", {"task.yaml": (
+        "name: x\nprompt: p\n" + LOCAL + "  memory: lots\n  env: {A: '${UNSET_XYZ_17}'}\n"
+        "limits: {max_turns: 0}\noutputs: {dir: taken}\n"), "taken": "a file\n"}, [
+        "task.yaml:5: sandbox.memory: 'lots' is not a memory size like 512m or 4g",
+        "task.yaml:6: sandbox.env.A: host variable ${UNSET_XYZ_17} is not set",
+        "task.yaml:7: limits.max_turns: Input should be greater than 0",
+        "task.yaml:8: outputs.dir: {d}/taken exists and is not a directory",
     ]),
     Case("a misspelt model gets the nearest known id", {"task.yaml": (
         "name: x\nprompt: p\nmodel: claude-sonet-4-5\n" + LOCAL)}, [
@@ -127,6 +194,14 @@ CASES = [
         "t.yaml": "name: t\nprompt: p\n" + LOCAL}, [
         "m.yaml:4: matrix.refs[1]: nope does not name a commit in {d}",
     ], target="m.yaml"),
+    Case("task names that collide in OUT/ are reported at the later name's line", {
+        "m.yaml": "tasks: [t/*.yaml]\n", "t/a.yaml": "name: a\nprompt: p\n" + LOCAL,
+        "t/b.yaml": LOCAL + "name: A\nprompt: p\n", "t/c.yaml": "name: junit.xml\nprompt: p\n" + LOCAL}, [
+        "t/b.yaml:3: name: duplicate task name 'A' (names differ only in case: 'a'): t/a.yaml:1 already has it; "
+        "task names must be unique in a batch",
+        "t/c.yaml:1: name: 'junit.xml' cannot be a batch task name (it would collide with OUT/ itself or an "
+        "aggregate file)",
+    ], target="m.yaml"),
     Case("a manifest's duplicate key", {
         "m.yaml": "tasks: [a.yaml]\ntasks: [b.yaml]\n", "a.yaml": "name: a\nprompt: p\n" + LOCAL}, [
         f"m.yaml:2: tasks: duplicate key (first at line 1): {DUP}",
@@ -165,13 +240,36 @@ def test_every_problem_of_each_file_at_once(
     assert code == (2 if expected else 0), out + err
 
 
+def test_validate_reads_the_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Telling a task file from a manifest does not read it a second time (it could change between)."""
+    import runner.yamlio
+
+    case = Case("once", {"task.yaml": "name: x\nprompt: p\n" + LOCAL,
+                         "m.yaml": "tasks: [task.yaml]\n"}, [])
+    _prepare(tmp_path, case, monkeypatch)
+    reads: list[str] = []
+    real = runner.yamlio.read_text
+
+    def counting(path: Path, what: str, **kw: object) -> str:
+        reads.append(Path(path).name)
+        return real(path, what, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner.yamlio, "read_text", counting)
+    assert main(["validate", "task.yaml"]) == 0
+    assert reads == ["task.yaml"]
+    reads.clear()
+    assert main(["validate", "m.yaml"]) == 0, capsys.readouterr().err
+    assert reads == ["m.yaml", "task.yaml"]
+
+
 def test_a_fifo_as_the_task_file_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "task.yaml"
     os.mkfifo(fifo)
     proc = subprocess.run([sys.executable, "-m", "runner", "validate", str(fifo)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr == f"astra-run: {fifo}: the task file is not a regular file (a named pipe)\n"
+    assert proc.stderr == f"astra-run: {fifo}: the file is not a regular file (a named pipe)\n"
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "."])
@@ -184,7 +282,7 @@ def test_a_large_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[s
     path = tmp_path / "task.yaml"
     path.write_text("name: x\nprompt: p\n" + "# padding\n" * 200_000)
     assert main(["validate", str(path)]) == 2
-    assert capsys.readouterr().err == f"astra-run: {path}: the task file is larger than 1024 KiB\n"
+    assert capsys.readouterr().err == f"astra-run: {path}: the file is larger than 1024 KiB\n"
 
 
 def test_a_valid_manifest_prints_its_task_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -212,19 +310,55 @@ def test_run_checks_everything_before_anything_is_created(tmp_path: Path) -> Non
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
-def test_validate_warns_of_missing_credentials_at_the_provider_line(
+NO_CREDS_HINT = (" (absent on purpose, as in a fork's pull request? `astra-run validate --no-credentials` skips "
+                 "this check)")
+
+
+def test_missing_credentials_are_a_problem_in_line_order_unless_no_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A task is often validated where the credentials are not (a PR's CI job): a warning there;
-    `run` and `batch` stop on it (exit 2, before anything is made)."""
-    case = Case("creds", {"task.yaml": "name: x\nprompt: p\nprovider: anthropic\n" + LOCAL}, [], env={})
+    """`validate` reports missing credentials as a problem (exit 2), in line order with the rest;
+    `--no-credentials` is the way out for a job where the secrets are absent on purpose."""
+    case = Case("creds", {"task.yaml": "limits: {max_turns: 0}\nname: x\nprompt: p\nprovider: anthropic\n"
+                                       + LOCAL + "bogus: 1\n"}, [], env={})
     _prepare(tmp_path, case, monkeypatch)
-    assert main(["validate", "task.yaml"]) == 0
+    assert main(["validate", "task.yaml"]) == 2
+    assert capsys.readouterr().err.removeprefix("astra-run: ").splitlines() == [
+        "task.yaml:1: limits.max_turns: Input should be greater than 0",
+        f"task.yaml:4: provider: {NO_KEY}{NO_CREDS_HINT}",
+        "task.yaml:7: bogus: unknown key",
+    ]
+    (tmp_path / "task.yaml").write_text("name: x\nprompt: p\nprovider: anthropic\n" + LOCAL)
+    assert main(["validate", "task.yaml"]) == 2
+    assert capsys.readouterr().err == f"astra-run: task.yaml:3: provider: {NO_KEY}{NO_CREDS_HINT}\n"
+    assert main(["validate", "--no-credentials", "task.yaml"]) == 0
     out, err = capsys.readouterr()
-    assert "credentials MISSING here" in out
-    assert err == f"astra-run: warning: task.yaml:3: provider: {NO_KEY} (a run here would stop with exit 2)\n"
-    assert main(["run", "task.yaml"]) == 2
+    assert "provider: anthropic, credentials not checked (--no-credentials)" in out and err == ""
+    assert main(["run", "task.yaml"]) == 2  # run says it without the validate hint
     assert capsys.readouterr().err == f"astra-run: task.yaml:3: provider: {NO_KEY}\n"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+    assert main(["validate", "task.yaml"]) == 0
+    assert "provider: anthropic, credentials found" in capsys.readouterr().out
+
+
+def test_a_manifest_reports_missing_credentials_once_per_provider_at_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = Case("creds", {
+        "m.yaml": "tasks: [t/*.yaml]\ndefaults:\n  sandbox: {backend: local}\n  provider: anthropic\n",
+        **{f"t/{n}.yaml": f"name: {n}\nprompt: p\n" for n in "abc"},
+        "t/d.yaml": "name: d\nprompt: p\nmodel: scripted:../s.yaml\n", "s.yaml": "- text: done\n"}, [], env={})
+    _prepare(tmp_path, case, monkeypatch)
+    assert main(["validate", "m.yaml"]) == 2
+    assert capsys.readouterr().err == (f"astra-run: m.yaml:4: defaults.provider: {NO_KEY} (needed by 3 tasks: a, b, "
+                                       f"c){NO_CREDS_HINT}\n")
+    assert main(["batch", "m.yaml", "--dry-run"]) == 2
+    assert capsys.readouterr().err == f"astra-run: m.yaml:4: defaults.provider: {NO_KEY} (needed by 3 tasks: a, b, c)\n"
+    assert main(["validate", "m.yaml", "--no-credentials"]) == 0
+    assert capsys.readouterr().out.startswith("m.yaml: valid batch manifest, 4 task(s) (credentials not checked")
+    (tmp_path / "m.yaml").write_text("tasks: [t/*.yaml]\ndefaults:\n  sandbox: {backend: local}\n")
+    assert main(["validate", "m.yaml"]) == 2  # no provider written: at the manifest's top, still once
+    assert capsys.readouterr().err.startswith(f"astra-run: m.yaml:1: (top level): {NO_KEY} (needed by 3 tasks")
 
 
 def test_an_env_model_is_blamed_on_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -250,6 +384,12 @@ def test_a_missing_image_and_too_many_cpus_are_found_by_validate(
                                "Docker host; build it with `sandbox-images/build.sh`"), lines
     assert lines[1].startswith("task.yaml:5: sandbox.cpus: 1000 is more than the "), lines
     assert len(lines) == 2
+    (tmp_path / "task.yaml").write_text("name: x\nprompt: p\nsandbox:\n  image: astra-sandbox:never-built\n"
+                                        "  memory: lots\n")
+    assert main(["validate", "task.yaml"]) == 2  # a bad memory does not hide the missing image
+    lines = capsys.readouterr().err.removeprefix("astra-run: ").splitlines()
+    assert [line.split(": ")[0:2] for line in lines] == [["task.yaml:4", "sandbox.image"],
+                                                         ["task.yaml:5", "sandbox.memory"]], lines
 
 
 def test_batch_dry_run_prints_the_task_table_and_runs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
