@@ -20,15 +20,16 @@ in $TMPDIR/astra-bench-startup-<commits>/), then times, in one process and one s
 Goals (issue 15): second run <= 1.5x (worktree add + docker run -d); first run <= 2x. Medians of
 --runs each, with min and max: the machine may be shared, so read them as noisy.
 
-Measured (2 cores shared with two other test runs, load average ~4; 168,492 objects, 32 MB):
+Measured (2 cores shared with two other test runs; 168,492 objects, 32 MB; 5 runs each, two
+sittings, load average ~4 and ~3):
 
-| step | seconds | x baseline |
-|---|---:|---:|
-| git worktree add + docker run -d | 0.75 | 1.0x |
-| first run: sandbox ready | 0.92 | 1.22x |
-| first run: git inside ready | 2.28 | 3.03x |
-| second run: sandbox ready | 0.76 | 1.01x |
-| second run: git inside ready | 0.80 | 1.06x |
+| step | seconds | x baseline | seconds | x baseline |
+|---|---:|---:|---:|---:|
+| git worktree add + docker run -d | 0.75 | 1.0x | 0.50 | 1.0x |
+| first run: sandbox ready | 0.92 | 1.22x | 0.74 | 1.49x |
+| first run: git inside ready | 2.28 | 3.03x | 1.80 | 3.61x |
+| second run: sandbox ready | 0.76 | 1.01x | 0.67 | 1.36x |
+| second run: git inside ready | 0.80 | 1.06x | 0.71 | 1.43x |
 
 Before issue 15's start-up work (same machine, load ~2.3): first run 1.39 s = 3.08x, second
 0.68 s = 1.51x of a 0.45 s baseline. What a first run's git still waits for is one `git
