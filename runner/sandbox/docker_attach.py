@@ -133,12 +133,7 @@ class AttachedProcess:
                 (self.stderr if kind == 2 else self.stdout).feed_data(data)
         except (asyncio.IncompleteReadError, OSError):
             pass  # the stream ended: the container's process exited, or the connection dropped
-        finally:
-            if self.returncode is None and self._exit_code is not None:  # how it ended, from the daemon
-                with contextlib.suppress(Exception):
-                    code = await asyncio.wait_for(asyncio.wrap_future(self._exit_code), 2.0)
-                    self.returncode = code
-            self.returncode = 0 if self.returncode is None else self.returncode
+        finally:  # never awaits: a cancelled task (the loop closing) must end at once
             self.stdout.feed_eof()
             self.stderr.feed_eof()
             self._writer.close()
@@ -150,9 +145,16 @@ class AttachedProcess:
         return self._demux.done() and not self._killed
 
     async def wait(self) -> int:
+        """The stream's end; then the exit code the daemon reports (an OOM kill: 137), briefly
+        waited for (a hung daemon must not hold the run: 0 then, as for a clean exit)."""
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(self._demux)
-        return self.returncode or 0
+        if self.returncode is None and self._exit_code is not None and not self._killed:
+            with contextlib.suppress(Exception):
+                self.returncode = await asyncio.wait_for(asyncio.wrap_future(self._exit_code), 0.5)
+        if self.returncode is None:
+            self.returncode = -9 if self._killed else 0
+        return self.returncode
 
     def kill(self) -> None:
         """Drop the connection: the daemon then closes the process's stdin and the helper exits
