@@ -10,12 +10,17 @@ runner's CPU): `turns - 1` turns that each call `ls`, then a final answer. Every
 process start" takes the one-off start of the interpreter and imports (measured apart) off both
 sides of the ratio. "ideal" is
 the model latency alone: tasks x turns x latency / j. "RSS per extra task" is the growth of the
-runner's peak RSS per additional concurrent task, relative to -j 1.
+runner's peak RSS per additional concurrent task, relative to -j 1. "CPU s per task" is the
+runner's (with its children: git) and the local Docker engine's (dockerd, containerd, containers'
+processes; the daemon's other clients too), per task; "machine busy cores" is the whole machine's
+use over the level (every user's: on a shared machine it says how much CPU the batch could get).
+Figures: docs/batch.md, "Throughput".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -66,7 +71,8 @@ def make_batch(work: Path, tasks: int, sandbox: str) -> Path:
     git(repo, "commit", "-q", "-m", "base")
     (work / "tasks").mkdir()
     for i in range(tasks):
-        (work / "tasks" / f"t{i:02d}.yaml").write_text(f"name: t{i:02d}\nrepo: ../repo\nprompt: look around\n")
+        (work / "tasks" / f"t{i:02d}.yaml").write_text(f"name: t{i:02d}\nrepo: ../repo\nprompt: look around\n"
+                                                       "expect_changes: false\n")  # it only looks
     manifest = work / f"manifest-{sandbox}.yaml"
     manifest.write_text(
         "defaults:\n  model: claude-sonnet-5-5\n"
@@ -78,8 +84,9 @@ def make_batch(work: Path, tasks: int, sandbox: str) -> Path:
     return manifest
 
 
-def run_batch(manifest: Path, out: Path, jobs: int, env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one `astra-run batch` process."""
+def run_batch(manifest: Path, out: Path, jobs: int, env: dict[str, str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak RSS in MB, exit code, CPU seconds of the runner and its children) of
+    one `astra-run batch` process."""
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "runner", "batch", str(manifest), "--out", str(out),
                              "-j", str(jobs)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -91,7 +98,37 @@ def run_batch(manifest: Path, out: Path, jobs: int, env: dict[str, str]) -> tupl
         print(f"  (-j {jobs}: exit {proc.returncode}) {err[-500:]}", file=sys.stderr)
     if proc.stderr:
         proc.stderr.close()
-    return wall, usage.ru_maxrss / 1024, proc.returncode
+    return wall, usage.ru_maxrss / 1024, proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def _ticks(path: str, fields: slice) -> float:
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in text[text.rfind(")") + 2:].split()[fields]) / os.sysconf("SC_CLK_TCK")
+
+
+def engine_cpu() -> float:
+    """CPU seconds used so far by the local Docker engine (dockerd and containerd with their reaped
+    children) and by the processes of its containers (cgroup v1 cpuacct `docker/`, or v2
+    `system.slice`); 0 where they cannot be read. Containerd's per-container shims are not counted."""
+    total = 0.0
+    for pidfile in ("/var/run/docker.pid", "/var/run/docker/containerd/containerd.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(Path(pidfile).read_text().strip())
+            total += _ticks(f"/proc/{pid}/stat", slice(11, 15))  # utime stime cutime cstime
+    with contextlib.suppress(OSError, ValueError):
+        total += int(Path("/sys/fs/cgroup/cpuacct/docker/cpuacct.usage").read_text()) / 1e9
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (everyone's: the machine may be shared)."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    return (sum(cpu) - cpu[3] - cpu[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:
@@ -124,13 +161,16 @@ def main() -> int:
         fixed = _process_start(env)
         print(f"process start (interpreter + runner + anthropic imports), paid once per batch: {fixed:.1f}s\n")
         print("| sandbox | -j | wall s | speedup vs -j 1 | speedup without process start | ideal s (model latency only)"
-              " | peak RSS MB | RSS per extra task MB | start to sandbox ready s (median, p90) | after the answer s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              " | peak RSS MB | RSS per extra task MB | start to sandbox ready s (median, p90) | after the answer s"
+              " | CPU s per task: runner, engine | machine busy cores (all users) | load avg |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for sandbox in sandboxes:
             manifest = make_batch(work / sandbox, args.tasks, sandbox)
             base: tuple[float, float] | None = None
             for j in jobs:
-                wall, rss, code = run_batch(manifest, work / sandbox / f"out-j{j}", j, env)
+                engine0, busy0 = engine_cpu(), machine_busy()
+                wall, rss, code, cpu = run_batch(manifest, work / sandbox / f"out-j{j}", j, env)
+                engine, busy = engine_cpu() - engine0, machine_busy() - busy0
                 base = base or (wall, rss)
                 ideal = args.tasks * args.turns * args.latency_ms / 1000 / j
                 per_task = f"{(rss - base[1]) / (j - 1):.1f}" if j > 1 else "-"
@@ -138,7 +178,9 @@ def main() -> int:
                 steady = (base[0] - fixed) / max(0.001, wall - fixed)
                 ready, tail = startup_per_task(work / sandbox / f"out-j{j}")
                 print(f"| {sandbox} | {j} | {wall:.1f}{flag} | {base[0] / wall:.1f}x | {steady:.1f}x | {ideal:.1f}"
-                      f" | {rss:.0f} | {per_task} | {ready} | {tail} |", flush=True)
+                      f" | {rss:.0f} | {per_task} | {ready} | {tail}"
+                      f" | {cpu / args.tasks:.2f}, {engine / args.tasks:.2f}"
+                      f" | {busy / wall:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=10)

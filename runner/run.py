@@ -493,18 +493,24 @@ async def _start_sandbox(ctx: RunContext, emit: EmitFn, env: dict[str, str]) -> 
             emit(SetupFinished(step.command, step.exit_code, step.duration_s, step.output_tail, step.timed_out))
     ctx.sandbox_started = True
     emit(SandboxReady(spec.sandbox.backend, round(time.monotonic() - started, 3), ctx.result.disk_cap))
+    if spec.sandbox.backend == "docker":  # git inside is set up beside the first model call
+        sandbox = ctx.sandbox
+        git = asyncio.ensure_future(sandbox.git_ready())
+
+        def git_done(task: asyncio.Future[None]) -> None:
+            if ctx.sandbox is sandbox and not task.cancelled() and task.exception() is None:
+                emit(Note(f"git inside the sandbox is ready ({time.monotonic() - started:.3f}s after the sandbox's "
+                          "start)", level="debug"))  # the trajectory's; the console's with -v
+
+        git.add_done_callback(git_done)
 
 
 async def _make_agent(ctx: RunContext, tools: ToolRegistry) -> Agent:
     spec, workspace = ctx.task.spec, ctx.workspace
     assert workspace is not None and ctx.model is not None and ctx.sandbox is not None
-    instructions = None
-    for name in ("AGENTS.md", "CLAUDE.md"):
-        text = await blocking(lambda n=name: workspace.read_base_file(n, ctx.instructions_commit),  # type: ignore[misc]
-                              limit_s=None, what="read-instructions")
-        if text is not None:
-            instructions = (name, text)
-            break
+    instructions = await blocking(lambda: workspace.read_first_base_file(("AGENTS.md", "CLAUDE.md"),
+                                                                          ctx.instructions_commit),
+                                  limit_s=None, what="read-instructions")
     policy = Policy.from_spec(spec.policy)
 
     def may_access(tool: str, path: str) -> bool:

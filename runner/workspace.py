@@ -267,6 +267,30 @@ class Workspace:
             return None
         return proc.stdout.decode("utf-8", "replace")
 
+    def read_first_base_file(self, names: Sequence[str], commit: str | None = None) -> tuple[str, str] | None:
+        """The first of `names` that is a file at the base commit (or `commit`), with its text:
+        one `git cat-file --batch` for all of them (they are on the start path)."""
+        rev = commit or self.base_commit
+        query = "".join(f"{rev}:{name}\n" for name in names if "\n" not in name).encode()
+        proc = subprocess.run(["git", *SAFE_CONFIG, f"--git-dir={self.git_dir}", "cat-file", "--batch"],
+                              input=query, capture_output=True, env=git_env(), timeout=GIT_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise GitError(f"git cat-file failed: {proc.stderr.decode('utf-8', 'replace').strip()}")
+        out, at = proc.stdout, 0
+        for name in names:
+            end = out.find(b"\n", at)
+            if end < 0:
+                break
+            header = out[at:end].split()
+            at = end + 1
+            if len(header) != 3:  # "<rev> missing" (or ambiguous): not there
+                continue
+            size = int(header[2])
+            data, at = out[at:at + size], at + size + 1
+            if header[1] == b"blob":
+                return name, data.decode("utf-8", "replace")
+        return None
+
     def remove(self) -> None:
         """Unregister and delete the worktree. Never raises: cleanup must not hide the result."""
         if self.store is not None:
@@ -275,12 +299,15 @@ class Workspace:
             if self.loop is not None:  # everything in it goes at once; then git forgets the worktree
                 with contextlib.suppress(Exception):
                     self.loop.remove()
+            removed = False
             with contextlib.suppress(InfraError):
-                git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir, check=False)
+                removed = git(["worktree", "remove", "--force", "--force", str(self.path)], git_dir=self.git_dir,
+                              check=False).returncode == 0
             if self.path.exists():
                 remove_tree(self.path)  # iterative: a tree the model made 1,100 levels deep is no error
-            with contextlib.suppress(InfraError):
-                git(["worktree", "prune"], git_dir=self.git_dir, check=False)
+            if not removed or self.admin_dir.exists():  # else `remove` unregistered it: no second git
+                with contextlib.suppress(InfraError):
+                    git(["worktree", "prune"], git_dir=self.git_dir, check=False)
         remove_tree(self.path.parent)
 
     def attach_disk(self, disk_bytes: int) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from runner.diskcap import statvfs_usage
 from runner.errors import LimitExceeded, SandboxError
+from runner.sandbox.docker_attach import AttachedProcess
 from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
 
 HELPER_PATH = Path(__file__).with_name("helper.py")
@@ -169,7 +170,7 @@ class HelperClient:
     SandboxError naming it (exit 4) - the reader never dies of it and never acts on it.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process | AttachedProcess, name: str) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self._proc = proc
         self._name = name
@@ -335,6 +336,10 @@ class Sandbox(ABC):
     async def resume(self) -> None:  # noqa: B027
         """Undo `pause`."""
 
+    async def git_ready(self) -> None:  # noqa: B027 - nothing to wait for unless the backend sets git up late
+        """Wait until git inside the sandbox is set up (docker: after its objects are written);
+        every command already waits for it. Raises what made that setup fail."""
+
     async def __aenter__(self) -> Self:
         try:
             await self.start()
@@ -451,6 +456,10 @@ class Sandbox(ABC):
             )
         except OSError as exc:
             raise SandboxError(f"cannot start the sandbox helper: {exc}") from None
+        await self._connect_helper(proc, name)
+
+    async def _connect_helper(self, proc: asyncio.subprocess.Process | AttachedProcess, name: str | None) -> None:
+        """Hand the helper its channel key and wait for its first answer (`helper_info`)."""
         self._helper = HelperClient(proc, name or type(self).__name__)
         try:
             info = await self._helper.request("ping", timeout=30.0)

@@ -4,7 +4,10 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
 
 1. reap the leftovers of dead runs; check the daemon and the image (never pulled: a missing image
    names the build command);
-2. create the container: PID 1 is `sleep <run deadline + margin>` under docker's init, so a
+2. create the container. Without setup commands its process (PID 1) is the agent's helper,
+   attached before the start and spoken to over the attach stream (docker_attach.py): steps
+   3-5 do not happen, and the container ends with the helper's stdin or at the run's deadline
+   plus a margin. With setup, PID 1 is `sleep <run deadline + margin>` under docker's init, so a
    container outlives a crashed runner by minutes at most (and removes itself: auto_remove);
    `cap_drop=ALL`, `no-new-privileges`, cpu/memory/pids limits, the worktree at /workspace,
    the helper and the base history's object store read-only (every mount source in the cache,
@@ -15,8 +18,10 @@ Lifecycle of a sandbox (DESIGN.md, "Decisions"):
    again with `docker top`), setuid/setgid bits in the worktree are cleared, and what setup made
    there is handed back to the invoking user;
 4. the network is cut (disconnected from every network) unless the task asks for `bridge`;
-5. the agent helper starts as the invoking uid:gid via `docker exec -i` with no capabilities,
-   and sets up a container-private git dir (see docker_git.py).
+5. the agent helper starts as the invoking uid:gid via `docker exec -i` with no capabilities;
+6. (both paths) git inside - a container-private git dir over the base commit's object store
+   (docker_git.py) - is set up beside the model's first call: a first run on a commit may still
+   be writing that store. Every command (`exec`, `spawn`) waits for it; file tools need no git.
 
 This module is that lifecycle - the `DockerSandbox` class and the state of one run. What it
 stands on lives beside it, each one idea: docker_engine.py (the SDK client, the `_control`
@@ -29,19 +34,22 @@ The host `docker` CLI always runs with `cli_env()` and nothing else: values for 
 `--env-file` in a private directory. Control-plane calls (create, start, inspect, disconnect,
 pause, remove) go through `_control`: a timeout each, bounded jittered retries on 5xx/timeouts.
 
-Why `docker exec -i` of the CLI for the helper rather than the SDK's exec socket: the CLI hands
-us an asyncio subprocess whose pipes are already demultiplexed, which is exactly what
-`HelperClient` speaks; measured per-call overhead is well under a millisecond of transport
-(bench/sandbox.py), so a socket adapter would buy nothing measurable.
+Why the attach stream rather than `docker exec -i` when there is no setup: a run then pays no
+exec (a CLI process, an exec create and start, a runtime exec: ~60-250 ms and a share of a
+batch's CPU). Per call the two are alike: well under a millisecond of transport
+(bench/sandbox.py). The exec path stays for setup (root first, the agent after) and for daemons
+reached over TLS or ssh, whose attach stream is not a plain socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -49,7 +57,18 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SandboxError
-from runner.sandbox.base import SETUP_TAIL, WORKSPACE, Sandbox, SandboxConfig, SetupStep, check_env, clear_setid_bits
+from runner.sandbox.base import (
+    DEFAULT_OUTPUT_LIMIT,
+    SETUP_TAIL,
+    WORKSPACE,
+    ExecResult,
+    Sandbox,
+    SandboxConfig,
+    SetupStep,
+    check_env,
+    clear_setid_bits,
+)
+from runner.sandbox.docker_attach import AttachedProcess, attach_socket, attachable, watch_exit
 from runner.sandbox.docker_engine import (
     BUILD_HINT,
     CONTROL_ATTEMPTS,
@@ -70,6 +89,7 @@ from runner.sandbox.docker_engine import (
     container_name,
     engine_call,
     reap_leftovers,
+    shared_client,
 )
 from runner.sandbox.docker_files import SandboxFiles, check_mount_source, make_sandbox_files
 from runner.sandbox.docker_git import IN_GIT_DIR, IN_OBJECTS, _git_init_script, _git_source
@@ -140,10 +160,19 @@ class DockerSandbox(Sandbox):
         """Private (0700) host directory of the env files handed to `docker exec --env-file`."""
         self._env_cleanups: set[asyncio.Task[None]] = set()
         self._paused = False
+        self._attached = False
+        """The agent's helper is the container's own process (docker_attach.py)."""
+        self._attached_proc: AttachedProcess | None = None
+        self._exit_code: concurrent.futures.Future[int | None] | None = None
+        """The attached container's exit code, from the daemon (docker_attach.watch_exit)."""
+        self._quiet = False
+        """`pause` found the attached helper alone, so nothing was frozen."""
         self._create_unsure = False
         """A create call was sent and has not answered (cancelled start): its container may exist."""
         self._files: SandboxFiles | None = None
         """The per-run copies of the helper, gitfile and CA bundle the container mounts (docker_files.py)."""
+        self._git: asyncio.Future[None] | None = None
+        """Setting up git inside (`_setup_git`), started when the helper answers; awaited by every command."""
         self._runtime: dict[str, Any] | None = None
         """What the image's python3 relies on, listed before setup ran (docker_runtime.py)."""
 
@@ -157,31 +186,70 @@ class DockerSandbox(Sandbox):
         if not cfg.worktree.is_dir():
             raise SandboxError(f"the worktree {cfg.worktree} does not exist")
         # On the start path, so what does not depend on each other runs at once.
-        self._client, (objects, base) = await asyncio.gather(engine_call(connect, "connect"), _git_source(self.config))
+        self._client, (objects, base) = await asyncio.gather(engine_call(shared_client, "connect"),
+                                                            _git_source(self.config))
         # Reaping only touches containers of dead owners, never the one being created beside it;
         # once per REAP_EVERY_S per process is enough (a batch would otherwise list every
         # sandbox on the daemon once per task).
         reaping = asyncio.ensure_future(engine_call(lambda: _reap_now_and_then(self._client), "reap"))
+        # Without setup the agent's helper is the container's own process, over the attach stream.
+        helper = None if cfg.setup or not attachable(self._client) else [
+            *interpreter_argv(None), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
+            *self.helper_limits()]
         try:
             self._files = files = await asyncio.to_thread(self._prepare_files, objects)
             # The image is not inspected separately: create() fails with ImageNotFound, never pulls.
-            await engine_call(lambda: self._create(objects, files), "create")
+            attached = await engine_call(lambda: self._create(objects, files, helper), "create")
         finally:
             await reaping
-        if cfg.setup:
-            await self._run_setup()
-        if cfg.setup and cfg.network != "bridge":  # without setup it never had one
-            await engine_call(self._cut_network, "cut-network")
-        await self._start_helper(self._exec_argv(agent=True, argv=[
-            *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE, "--drop-caps",
-            *self.helper_limits(),
-        ]), cli_env(), name=f"container {self.container_name}")
+        if attached is not None:
+            assert self.container_id is not None
+            try:
+                proc = await AttachedProcess.open(attached, self.container_id, self._exit_code)
+            except BaseException:
+                attached[0].close()
+                raise
+            self._attached, self._attached_proc = True, proc
+            await self._connect_helper(proc, name=f"container {self.container_name}")
+        else:
+            if cfg.setup:
+                await self._run_setup()
+            if cfg.setup and cfg.network != "bridge":  # without setup it never had one
+                await engine_call(self._cut_network, "cut-network")
+            await self._start_helper(self._exec_argv(agent=True, argv=[
+                *interpreter_argv(self._runtime), IN_HELPER, "--root", WORKSPACE, "--virtual", WORKSPACE,
+                "--drop-caps", *self.helper_limits(),
+            ]), cli_env(), name=f"container {self.container_name}")
         if objects is not None and base is not None:
-            if cfg.git_objects_ready is not None:  # the store may still be being written
-                await cfg.git_objects_ready()
-            r = await self.exec(_git_init_script(base), timeout=120)
-            if not r.ok:
-                raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
+            # Off the start path: the store may still be being written (a first run on its
+            # commit), and the model's first call needs no git. Every command waits for it.
+            self._git = asyncio.ensure_future(self._setup_git(base))
+            self._git.add_done_callback(lambda t: t.cancelled() or t.exception())  # read by git_ready
+
+    async def _setup_git(self, base: str) -> None:
+        """The container-private git dir over the complete store (docker_git.py), as the agent's uid."""
+        if self.config.git_objects_ready is not None:  # the store may still be being written
+            await self.config.git_objects_ready()
+        r = await super().exec(_git_init_script(base), timeout=120)
+        if not r.ok:
+            raise SandboxError(f"could not set up git inside the sandbox: {r.output.strip()[-1500:]}")
+
+    async def git_ready(self) -> None:
+        """Wait until git inside works (its objects written, its git dir set up); its error if that failed."""
+        if self._git is not None:
+            await asyncio.shield(self._git)
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the command's own deadline, enforced in the sandbox
+        env: Mapping[str, str] | None = None,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+    ) -> ExecResult:
+        """As `Sandbox.exec`, once git inside is set up: no command ever sees a store being written."""
+        await self.git_ready()
+        return await super().exec(command, timeout=timeout, env=env, output_limit=output_limit)
 
     def _prepare_files(self, objects: Path | None) -> SandboxFiles:
         """Check every host path the daemon will mount, and write the per-run files beside the worktree."""
@@ -194,9 +262,12 @@ class DockerSandbox(Sandbox):
                                   git_dir_inside=IN_GIT_DIR if has_gitfile else None,
                                   ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
 
-    def _create(self, objects: Path | None, files: SandboxFiles) -> None:
+    def _create(self, objects: Path | None, files: SandboxFiles,
+                helper: list[str] | None) -> tuple[socket.socket, Any] | None:
+        """Create and start the container; with `helper` (its own process) attached before the
+        start, and the attach stream returned."""
         docker = _docker_module()
-        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files)
+        kwargs = _container_spec(self.config, self.container_name, self._uid, self._gid, objects, files, helper)
         tries = 0
 
         def create() -> str:
@@ -218,7 +289,18 @@ class DockerSandbox(Sandbox):
             self.container_id = _control(create, "create the sandbox container")
             self._create_unsure = False
             cid = self.container_id
-            _control(lambda: self._client.api.start(cid), "start the sandbox container")
+            attached = None if helper is None else _control(lambda: attach_socket(self._client, cid),
+                                                            "attach to the sandbox container")
+            if attached is not None:  # how its process ends (an OOM kill says 137), known to the daemon only
+                with contextlib.suppress(Exception):
+                    self._exit_code = watch_exit(self._client, cid, self.config.deadline_s + DEADLINE_MARGIN_S)
+            try:
+                _control(lambda: self._client.api.start(cid), "start the sandbox container")
+            except BaseException:
+                if attached is not None:
+                    attached[0].close()
+                raise
+            return attached
         except docker.errors.ImageNotFound:
             ours = self.config.image.rsplit(":", 1)[0] == DEFAULT_IMAGE.rsplit(":", 1)[0]
             hint = BUILD_HINT if ours else (
@@ -359,6 +441,7 @@ class DockerSandbox(Sandbox):
     async def spawn(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> asyncio.subprocess.Process:
         if self.container_id is None:
             raise SandboxError("the sandbox is not started")
+        await self.git_ready()
         env_file = self._env_file(env or {}) if env else None
         # Through the helper's --exec: capabilities dropped (as for tools), then exec argv.
         wrapped = [*interpreter_argv(self._runtime), IN_HELPER, "--drop-caps", "--exec", *argv]
@@ -389,10 +472,25 @@ class DockerSandbox(Sandbox):
     # ------------------------------------------------------------------------------ pause
 
     async def pause(self) -> None:
-        """Freeze the container (cgroup freezer): no sandbox process runs until `resume`."""
+        """Freeze the container (cgroup freezer): no sandbox process runs until `resume`.
+
+        Not needed, and skipped, when the attached helper (PID 1) is all that runs: it answers
+        `alone` from the container's whole process table, which every process in the container
+        (and in any namespace below it) is in, with no call of its own running. Then nothing
+        inside can change the worktree, and nothing new starts before `resume`: only the host
+        starts processes there (a request, a `docker exec`), and it makes none meanwhile.
+        """
+        if self._attached and self._helper is not None:
+            with contextlib.suppress(Exception):  # no answer: freeze it
+                if (await self._helper.request("alone", timeout=5)).get("alone") is True:
+                    self._quiet = True
+                    return
         await engine_call(lambda: self._set_paused(True), "pause")
 
     async def resume(self) -> None:
+        if self._quiet:
+            self._quiet = False
+            return
         await engine_call(lambda: self._set_paused(False), "resume")
 
     def _set_paused(self, paused: bool) -> None:
@@ -423,6 +521,11 @@ class DockerSandbox(Sandbox):
         if self._paused:  # a frozen helper cannot exit
             with contextlib.suppress(Exception):
                 await self.resume()
+        if self._git is not None:
+            git, self._git = self._git, None
+            git.cancel()
+            with contextlib.suppress(BaseException):
+                await git
         if self._helper is not None:
             helper, self._helper = self._helper, None
             with contextlib.suppress(Exception):
@@ -457,6 +560,17 @@ class DockerSandbox(Sandbox):
                 for c in found:
                     if (c.get("Labels") or {}).get(LABEL_OWNER_PID) == str(os.getpid()):
                         ids.add(str(c["Id"]))
+        if self._attached_proc is not None and self._attached_proc.exited and self.container_id in ids:
+            # The helper ended, and with it the container: auto_remove is removing it. One call
+            # that answers once it is gone (404: gone already); anything else, remove it here.
+            cid = self.container_id
+            try:
+                self._client.api.wait(cid, condition="removed", timeout=10)
+                ids.discard(cid)
+            except _docker_module().errors.NotFound:
+                ids.discard(cid)
+            except Exception:  # noqa: S110 - removed below instead
+                pass
         for cid in ids:
             try:
                 _remove_container(self._client, cid)

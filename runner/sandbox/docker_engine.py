@@ -19,6 +19,7 @@ import random
 import re
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -83,6 +84,24 @@ def connect(timeout: float = CONTROL_TIMEOUT_S) -> Any:
         client = docker.from_env(use_context=False, timeout=int(timeout))
     except Exception as exc:
         raise SandboxError(f"cannot reach the Docker engine ({_short(exc)}); {START_HINT}") from None
+    return client
+
+
+_clients: dict[tuple[int, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client() -> Any:
+    """One checked client per process and DOCKER_HOST, shared by its runs (a batch's): a run then
+    pays no client setup and no version round trip to the daemon. The SDK's connection pool is
+    thread-safe; an attach stream holds a connection of its own."""
+    key = (os.getpid(), os.environ.get("DOCKER_HOST", ""))
+    with _clients_lock:
+        client = _clients.get(key)
+    if client is None:
+        client = connect()
+        with _clients_lock:
+            client = _clients.setdefault(key, client)
     return client
 
 
@@ -166,6 +185,10 @@ def _remove_container(client: Any, cid: str) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
+        # auto_remove got there first (the attached helper's container ends when its stdin does):
+        # done once the daemon says it is gone, so that nothing of the run outlives its close.
+        with contextlib.suppress(Exception):
+            client.api.wait(cid, condition="removed", timeout=10)
 
 
 def daemon_message(exc: BaseException) -> str:

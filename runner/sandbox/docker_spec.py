@@ -78,8 +78,12 @@ def _setup_env() -> dict[str, str]:
 
 
 def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: Path | None,
-                    files: SandboxFiles) -> dict[str, Any]:
+                    files: SandboxFiles, helper: list[str] | None = None) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for one run's container.
+
+    `helper`: the agent helper's argv when it is to be the container's own process, attached
+    (no setup phase: docker_attach.py) - PID 1 itself, stdin open, no docker-init; it ends the
+    container at `--deadline-s`, given here. None: PID 1 is docker-init's bounded `sleep`.
 
     Every mount source is the worktree, the object store or a file of `files` (docker_files.py):
     all in the cache, so a daemon that shares only the cache can run the sandbox.
@@ -104,9 +108,10 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
         LABEL_OWNER_HOST: socket.gethostname(),
         LABEL_DEADLINE: str(int(time.time()) + lifetime),
     }
+    assert not (helper and cfg.setup), "a setup phase needs the exec path"
     return dict(
         image=cfg.image,
-        command=["sleep", str(lifetime)],
+        command=[*helper, "--deadline-s", str(lifetime)] if helper else ["sleep", str(lifetime)],
         name=name,
         hostname="sandbox",
         labels=labels,
@@ -120,7 +125,7 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
         cap_drop=["ALL"],
         cap_add=list(SETUP_CAPS) if cfg.setup else None,
         security_opt=["no-new-privileges"],
-        init=True,
+        init=not helper,
         nano_cpus=int(cfg.cpus * 1e9),
         mem_limit=cfg.memory,
         memswap_limit=cfg.memory,
@@ -128,6 +133,6 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
         mounts=mounts,
         tmpfs={IN_GIT_DIR: f"uid={uid},gid={gid},mode=0700,size={GIT_TMPFS_SIZE}"},
         auto_remove=True,
-        stdin_open=False,
+        stdin_open=bool(helper),  # OpenStdin + StdinOnce: the attach stream's end is the helper's EOF
         tty=False,
     )

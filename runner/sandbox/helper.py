@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The sandbox helper: runs *inside* the sandbox and serves every tool call.
 
-It is started once per sandbox (`docker exec -i ... python3 helper.py --root /workspace`, or as
-a host subprocess for the `local` backend) and speaks signed JSON lines on stdin/stdout:
+It is started once per sandbox (as the container's own process, attached, when there is no setup
+phase - docker_attach.py; `docker exec -i ... python3 helper.py --root /workspace` after setup; or
+as a host subprocess for the `local` backend) and speaks signed JSON lines on stdin/stdout:
 
     handshake (first line from the host, once):  {"channel_key": "<64 hex digits>"}
     request:  <mac> {"id": 7, "op": "exec", "command": "pytest -q", "timeout": 30, "limit": 30000}
@@ -747,6 +748,12 @@ class Server:
                 result = FILE_OPS[op](self.ws, req)
             elif op == "quiesce" and self.setup_phase:
                 result = quiesce(self.runner)
+            elif op == "alone":  # nothing but this helper runs in the container (it is PID 1)
+                with self.runner.lock:
+                    busy = bool(self.runner.running)
+                me = os.getpid()
+                others = [pid for pid, (_ppid, state, _start) in _proc_table().items() if pid != me and state != "Z"]
+                result = {"alone": me == 1 and not busy and not others}
             elif op == "ping":
                 result = {"pid": os.getpid(), "uid": os.getuid(), "root": self.ws.root,
                           "python": sys.version.split()[0]}
@@ -859,6 +866,7 @@ def main(argv: list[str]) -> int:
     # (`--exec`: that process is not the helper).
     _prctl(PR_SET_DUMPABLE, 0)
     root, virtual, drop_caps, setup_phase = ".", "/workspace", False, False
+    deadline_s = 0
     i = 0
     while i < len(argv):
         if argv[i] == "--root":
@@ -876,6 +884,8 @@ def main(argv: list[str]) -> int:
             resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))  # hard too: no command may raise it
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # our own writes get EFBIG; commands die (SIG_DFL)
             i += 2
+        elif argv[i] == "--deadline-s":  # the container's own process: end it at the run's deadline
+            deadline_s, i = int(argv[i + 1]), i + 2
         elif argv[i] == "--exec":  # `--exec ARGV...`: drop capabilities, then become ARGV (spawn)
             if drop_caps:
                 drop_capabilities()
@@ -900,6 +910,9 @@ def main(argv: list[str]) -> int:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, terminate)
+    if deadline_s > 0:  # what PID 1's bounded `sleep` is on the exec path (docker_attach.py)
+        signal.signal(signal.SIGALRM, terminate)
+        signal.alarm(deadline_s)
     server.serve(stdin)
     return 0
 

@@ -145,3 +145,26 @@ def test_relative_cache_and_run_paths_work(repo: Path, tmp_path: Path, monkeypat
     ws = Workspace.create(str(repo), None, Path("rel-cache/runs/r1"), Path("rel-cache"))
     assert ws.path == tmp_path / "rel-cache/runs/r1/worktree" and (ws.path / "README.md").exists()
     ws.remove()
+
+
+def test_instructions_are_read_from_the_base_commit_in_one_git_call(repo: Path, cache: Path, tmp_path: Path) -> None:
+    """AGENTS.md before CLAUDE.md, as committed at the base (or at the commit asked for), never as
+    the worktree holds it; a directory of that name is not a file."""
+    (repo / "CLAUDE.md").write_text("claude rules\n")
+    (repo / "AGENTS.md").mkdir()
+    (repo / "AGENTS.md" / "x").write_text("x\n")
+    sh_git(repo, "add", "-A")
+    sh_git(repo, "commit", "-q", "-m", "claude")
+    first = sh_git(repo, "rev-parse", "HEAD")
+    sh_git(repo, "rm", "-rq", "AGENTS.md")
+    (repo / "AGENTS.md").write_text("agents rules\n\nwith a blank line\n")
+    sh_git(repo, "add", "-A")
+    sh_git(repo, "commit", "-q", "-m", "agents")
+    ws = Workspace.create(str(repo), None, tmp_path / "run", cache)
+    (ws.path / "AGENTS.md").write_text("changed in the worktree\n")
+    names = ("AGENTS.md", "CLAUDE.md")
+    assert ws.read_first_base_file(names) == ("AGENTS.md", "agents rules\n\nwith a blank line\n")
+    assert ws.read_first_base_file(names, first) == ("CLAUDE.md", "claude rules\n")
+    assert ws.read_first_base_file(("NONE.md",)) is None
+    ws.remove()
+    assert not ws.path.exists() and sh_git(repo, "worktree", "list").count("\n") == 0

@@ -40,6 +40,26 @@ async def box(repo: Repo) -> AsyncIterator[DockerSandbox]:
         yield sb
 
 
+@pytest.fixture
+async def exec_box(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[DockerSandbox]:
+    """A sandbox on the exec path (what a daemon over TLS or ssh, or a task with setup, gets):
+    PID 1 is docker-init's bounded sleep, the agent's helper a `docker exec`."""
+    import runner.sandbox.docker as backend
+
+    monkeypatch.setattr(backend, "attachable", lambda client: False)
+    sb = DockerSandbox(sandbox_config(repo))
+    async with sb:
+        yield sb
+
+
+async def test_the_exec_path_runs_under_init_and_a_bounded_sleep(exec_box: DockerSandbox) -> None:
+    pid1 = (await exec_box.exec("cat /proc/1/cmdline | tr '\\0' ' '", timeout=10)).output
+    assert "init" in pid1  # docker's init reaps zombies; its child is the bounded sleep
+    assert (await exec_box.exec("pgrep -x sleep", timeout=10)).ok
+    assert (await exec_box.exec("git status --short && git log --oneline | wc -l", timeout=10)).ok
+    assert connect().api.inspect_container(exec_box.container_id)["HostConfig"]["Init"] is True
+
+
 def _run_labelled(client: object, run_id: str) -> list[object]:
     return client.containers.list(all=True, filters={"label": f"{LABEL_RUN_ID}={run_id}"})  # type: ignore[attr-defined,no-any-return]
 
@@ -58,15 +78,18 @@ async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
     assert ids == [str(os.getuid()), str(os.getgid())]
     assert (await box.exec("echo $HOME", timeout=10)).output.strip() == "/tmp"
     assert not (await box.exec("test -e /var/run/docker.sock || test -e /run/docker.sock", timeout=10)).ok
-    pid1 = (await box.exec("cat /proc/1/cmdline | tr '\\0' ' '; echo; ps -o args= -p 7 || true", timeout=10))
-    assert "init" in pid1.output  # docker's init reaps zombies; its child is the bounded sleep
-    assert (await box.exec("pgrep -x sleep", timeout=10)).ok
+    # No setup: PID 1 is the helper itself (attached), bounded by --deadline-s; no docker-init
+    # (dumpable, it would hold the channel's fds) and no sleep.
+    pid1 = (await box.exec("cat /proc/1/cmdline | tr '\\0' ' '", timeout=10)).output
+    assert "/astra/helper.py" in pid1 and "--deadline-s" in pid1, pid1
+    assert not (await box.exec("pgrep -x sleep", timeout=10)).ok
+    assert f"Uid:\t{os.getuid()}" in (await box.exec("cat /proc/1/status", timeout=10)).output
     attrs = connect().api.inspect_container(box.container_id)
     host = attrs["HostConfig"]
     assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == 256 and host["Memory"] == 1 << 30 and host["NanoCpus"] == 10**9
-    assert host["Init"] is True
+    assert not host["Init"] and attrs["Config"]["OpenStdin"] and attrs["Config"]["StdinOnce"]
     sources = {m["Destination"]: m for m in attrs["Mounts"]}
     assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/objects"}
     assert [d for d, m in sources.items() if m["RW"]] == ["/workspace"]
@@ -408,16 +431,16 @@ def test_control_calls_retry_transient_failures_only(monkeypatch: pytest.MonkeyP
     assert len(sleeps) == backend.CONTROL_ATTEMPTS - 1
 
 
-async def test_quiesce_kills_all_but_init_and_its_sleep(box: DockerSandbox) -> None:
+async def test_quiesce_kills_all_but_init_and_its_sleep(exec_box: DockerSandbox) -> None:
     """The setup helper's `quiesce`, against a process outside its own tree (which its per-call
     sweep cannot see); then the daemon-side check that nothing but init and sleep is left."""
-    assert box.container_id is not None
-    cid = box.container_id
+    assert exec_box.container_id is not None
+    cid = exec_box.container_id
     arg = f"555.{os.getpid()}"
     subprocess.run(["docker", "exec", "-d", cid, "sh", "-c", f"setsid sleep {arg} & sleep {arg}"], check=True)  # noqa: ASYNC221
     await asyncio.sleep(0.5)
     with pytest.raises(SandboxError, match="still running"):
-        await asyncio.to_thread(box._check_only_init_left)
+        await asyncio.to_thread(exec_box._check_only_init_left)
     proc = await asyncio.create_subprocess_exec(
         "docker", "exec", "-i", "-u", "0:0", cid, "python3", "-I", "/astra/helper.py", "--root", "/workspace",
         "--setup-phase", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -430,4 +453,73 @@ async def test_quiesce_kills_all_but_init_and_its_sleep(box: DockerSandbox) -> N
         assert arg not in ps and " 1 /sbin/docker-init" in " " + ps.strip(), ps
     finally:
         await root_helper.close()
-    await asyncio.to_thread(box._check_only_init_left)  # only init and the sleep
+    await asyncio.to_thread(exec_box._check_only_init_left)  # only init and the sleep
+
+
+def _paused(cid: str) -> bool:
+    return bool(connect().api.inspect_container(cid)["State"]["Paused"])
+
+
+async def test_pause_freezes_only_when_something_besides_the_helper_runs(box: DockerSandbox) -> None:
+    """The attached helper is PID 1: alone, there is nothing to freeze (no runc pause/resume per
+    patch); any other process - here one the helper did not start - and the cgroup is frozen."""
+    assert box.container_id is not None
+    cid = box.container_id
+    await box.git_ready()  # its git setup is a call of the helper's
+    await box.pause()
+    assert not _paused(cid)
+    await box.resume()
+    assert (await box.exec("echo still-here", timeout=10)).output.strip() == "still-here"
+    subprocess.run(["docker", "exec", "-d", cid, "sleep", "30"], check=True)  # noqa: ASYNC221
+    await asyncio.sleep(0.3)
+    await box.pause()
+    assert _paused(cid)
+    await box.resume()
+    assert not _paused(cid)
+
+
+async def test_the_attached_helper_ends_its_container_at_the_deadline(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What PID 1's bounded sleep does on the exec path: a runner that never closes the
+    sandbox (a hung process) leaves it for the run's wall clock plus the margin at most."""
+    import runner.sandbox.docker_spec as docker_spec
+
+    monkeypatch.setattr(docker_spec, "DEADLINE_MARGIN_S", 0)
+    cfg = sandbox_config(repo, deadline_s=2)
+    sb = DockerSandbox(cfg)
+    await sb.start()
+    try:
+        assert (await sb.exec("echo up", timeout=5)).ok
+        client = connect()
+        for _ in range(80):
+            if not _run_labelled(client, cfg.run_id):
+                break
+            await asyncio.sleep(0.1)
+        assert _run_labelled(client, cfg.run_id) == []
+    finally:
+        await sb.close()
+
+
+async def test_the_sandbox_is_ready_before_its_git_objects_and_commands_wait_for_them(repo: Repo) -> None:
+    """A first run's store is written beside the start: `start` returns without it, file tools
+    work at once, and the first command runs only once git inside is set up over the whole store."""
+    written = asyncio.Event()
+
+    async def objects_ready() -> None:
+        await written.wait()
+
+    sb = DockerSandbox(sandbox_config(repo, git_objects_ready=objects_ready))
+    try:
+        await asyncio.wait_for(sb.start(), 20)  # without the store
+        assert (await sb.file_op("ls", path="."))  # no git needed
+        command = asyncio.ensure_future(sb.exec("git log --oneline | wc -l; git status --short | wc -l", timeout=30))
+        await asyncio.sleep(1.0)
+        assert not command.done()  # waits for the store
+        written.set()
+        r = await asyncio.wait_for(command, 30)
+        assert r.ok and r.output.split() == ["2", "0"], r.output
+        await sb.git_ready()
+    finally:
+        written.set()
+        await sb.close()

@@ -139,13 +139,14 @@ async def test_a_container_whose_create_never_answered_is_still_removed(repo: Re
 
     import runner.sandbox.docker as docker_backend
 
-    docker_backend.connect = lossy_connect  # type: ignore[assignment]
+    real_shared = docker_backend.shared_client
+    docker_backend.shared_client = lossy_connect  # type: ignore[assignment]  # the run's client
     try:
         with pytest.raises(SandboxError, match="answer was lost"):
             async with box:
                 pass
     finally:
-        docker_backend.connect = real_connect
+        docker_backend.shared_client = real_shared
     left = connect().containers.list(all=True, filters={"label": f"astra-run.run-id={box.config.run_id}"})
     assert left == []
 
