@@ -74,7 +74,9 @@ def watch_exit(client: Any, cid: str, limit_s: float) -> concurrent.futures.Futu
             code = status if isinstance(status, int) else None
         with contextlib.suppress(Exception):
             response.close()
-        done.set_result(code)
+        # The waiter may have given up (cancelled: the run ended first); nothing is then owed.
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            done.set_result(code)
 
     threading.Thread(target=read, name="astra-docker-wait", daemon=True).start()
     return done
