@@ -41,6 +41,8 @@ the total (base.py) stops the run at the limit."""
 _BLOCK = 4096
 _MKFS_TRIES = 4
 _TIMEOUT_S = 60.0
+_FITTED: dict[int, int] = {}
+"""sandbox.disk -> the image size LoopMount.create settled on (a batch's tasks share their limit)."""
 
 
 def mountinfo_points() -> set[str]:
@@ -123,7 +125,12 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def _mkfs(image: Path, size: int, uid: int, gid: int) -> None:
-    with open(image, "wb") as f:
+    # A new file (inode), never the old one rewritten: a loop device still attached to the old
+    # inode (its autoclear waits for a last opener, as it may under load) is reused by `mount -o
+    # loop` for the same backing file, and its cache holds the old file system's blocks - a bad
+    # superblock, or directories that fail their checksums (EBADMSG), mid-run.
+    image.unlink(missing_ok=True)
+    with open(image, "xb") as f:
         f.truncate(size)  # sparse: the host disk holds only what is written
     # One inode per block: as many files fit as `du` would allow (each takes a block), and the
     # bigger inode tables cost the host nothing (not written: lazy_itable_init, a sparse image).
@@ -148,7 +155,8 @@ class LoopMount:
         try:
             mountpoint.mkdir()  # new: a mount must hide nothing
             # ext4's own overhead (inode tables, bitmaps) is ~7%, in steps: measured, not guessed
-            size = max(MIN_IMAGE_BYTES, limit + limit // 14 + 1024 * 1024)
+            # The size found for this limit before: mkfs is deterministic, so one try suffices.
+            size = _FITTED.get(limit) or max(MIN_IMAGE_BYTES, limit + limit // 14 + 1024 * 1024)
             fits: int | None = None  # the smallest size tried whose free space holds the limit
             for attempt in range(_MKFS_TRIES + 1):
                 size = -(-size // _BLOCK) * _BLOCK
@@ -165,6 +173,7 @@ class LoopMount:
                 size = max(MIN_IMAGE_BYTES, size * limit // max(free, 1) + (4 * _BLOCK if free < limit else 0))
                 if attempt == _MKFS_TRIES - 1:  # the last try: the best that held it, or surely enough
                     size = fits if fits is not None else size + 2 * max(0, limit - free) + 16 * 1024 * 1024
+            _FITTED[limit] = size
             (mountpoint / "lost+found").rmdir()
         except BaseException:
             mount.remove()

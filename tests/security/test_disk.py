@@ -52,6 +52,37 @@ def test_sizes() -> None:
     assert size_bytes("1.5k") == 1536
 
 
+@KERNEL
+def test_a_remade_image_is_never_read_through_its_old_loop_device(tmp_path: Path) -> None:
+    """LoopMount.create's sizing retry remakes the image and mounts it again. Under load the old
+    loop device can still be attached (its autoclear waits for a last opener - held open here), and
+    `mount -o loop` reuses it for the same backing file: its cache held the old file system (seen in a
+    batch as EBADMSG on lost+found, or a bad superblock). Each mkfs makes a new file instead."""
+    from runner.diskcap import LoopMount, _mkfs
+
+    image, point = tmp_path / IMAGE_NAME, tmp_path / "worktree"
+    point.mkdir()
+    _mkfs(image, 64 * 2**20, 0, 0)
+    loop = LoopMount(image, point)
+    loop.mount()
+    try:
+        (point / "first").write_text("the old file system\n")
+        device = subprocess.run(["findmnt", "-no", "SOURCE", str(point)], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        opener = os.open(device, os.O_RDONLY)
+        try:
+            loop.unmount()
+            _mkfs(image, 72 * 2**20, 0, 0)
+            loop.mount()  # a reused device: "bad superblock", or reading the root below fails
+            assert sorted(os.listdir(point)) == ["lost+found"]
+            (point / "lost+found").rmdir()
+        finally:
+            os.close(opener)
+    finally:
+        loop.remove()
+    assert mounts_under(tmp_path) == []
+
+
 def _loops_under(root: Path) -> list[str]:
     out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(root) in line]
