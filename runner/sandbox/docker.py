@@ -103,6 +103,7 @@ from runner.sandbox.docker_spec import (
     SETUP_CAPS,
     _container_spec,
     _setup_env,
+    network_ever,
 )
 from runner.task import DEFAULT_IMAGE
 
@@ -260,7 +261,8 @@ class DockerSandbox(Sandbox):
         has_gitfile = (self.config.worktree / ".git").exists()
         return make_sandbox_files(self.config.worktree, uid=self._uid, gid=self._gid,
                                   git_dir_inside=IN_GIT_DIR if has_gitfile else None,
-                                  ca_bundle=HOST_CA_BUNDLE if self.config.setup else None)
+                                  ca_bundle=HOST_CA_BUNDLE if self.config.setup else None,
+                                  hosts=not network_ever(self.config))
 
     def _create(self, objects: Path | None, files: SandboxFiles,
                 helper: list[str] | None) -> tuple[socket.socket, Any] | None:

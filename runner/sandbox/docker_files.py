@@ -43,6 +43,8 @@ class SandboxFiles:
     helper: Path
     gitfile: Path | None
     ca_bundle: Path | None
+    hosts: Path | None = None
+    """/etc/hosts for a container without networking (`network_disabled`: the daemon writes none)."""
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -55,9 +57,15 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)  # the umask may have taken bits away
 
 
+HOSTS = (b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+         b"ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+"""What Docker writes into /etc/hosts of a `--network none` container: `localhost` must resolve."""
+
+
 def make_sandbox_files(worktree: Path, *, uid: int, gid: int, git_dir_inside: str | None,
-                       ca_bundle: Path | None) -> SandboxFiles:
-    """A fresh private directory beside `worktree` with the helper, the gitfile and the CA bundle.
+                       ca_bundle: Path | None, hosts: bool = False) -> SandboxFiles:
+    """A fresh private directory beside `worktree` with the helper, the gitfile, the CA bundle
+    and (`hosts`) an /etc/hosts.
 
     `git_dir_inside`: what the worktree's `.git` must point at inside (None: no gitfile). The
     gitfile belongs to the agent's uid, since git refuses a `.git` another user owns.
@@ -82,10 +90,14 @@ def make_sandbox_files(worktree: Path, *, uid: int, gid: int, git_dir_inside: st
         if ca_bundle is not None and ca_bundle.is_file():
             bundle = directory / "ca-certificates.crt"
             _write_new(bundle, ca_bundle.read_bytes(), 0o644)
+        hosts_file = None
+        if hosts:
+            hosts_file = directory / "hosts"
+            _write_new(hosts_file, HOSTS, 0o644)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return SandboxFiles(directory=directory, helper=helper, gitfile=gitfile, ca_bundle=bundle)
+    return SandboxFiles(directory=directory, helper=helper, gitfile=gitfile, ca_bundle=bundle, hosts=hosts_file)
 
 
 def check_mount_source(path: Path, *, strict_below: Path | None = None) -> None:

@@ -77,6 +77,12 @@ def _setup_env() -> dict[str, str]:
     return env
 
 
+def network_ever(cfg: SandboxConfig) -> bool:
+    """Whether the container has a network at some point: for setup (cut before the agent), or all
+    along (`sandbox.network: bridge`)."""
+    return bool(cfg.setup) or cfg.network == "bridge"
+
+
 def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: Path | None,
                     files: SandboxFiles, helper: list[str] | None = None) -> dict[str, Any]:
     """The keyword arguments of `containers.create` for one run's container.
@@ -100,6 +106,9 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
         mounts.append(Mount(IN_OBJECTS, str(objects), type="bind", read_only=True))
     if cfg.setup and files.ca_bundle is not None:
         mounts.append(Mount(IN_CA_BUNDLE, str(files.ca_bundle), type="bind", read_only=True))
+    offline = not network_ever(cfg)
+    if offline and files.hosts is not None:
+        mounts.append(Mount("/etc/hosts", str(files.hosts), type="bind", read_only=True))
     lifetime = int(cfg.deadline_s + DEADLINE_MARGIN_S)
     labels = {
         LABEL: "1",
@@ -121,7 +130,11 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
         # container whose setup needs capabilities is created as root.
         user="0:0" if cfg.setup else f"{uid}:{gid}",
         working_dir=WORKSPACE,
-        network_mode="bridge" if cfg.setup or cfg.network == "bridge" else "none",
+        network_mode="none" if offline else "bridge",
+        # Never a network: the daemon then makes no network sandbox at all (no libnetwork
+        # namespace, no prestart hook re-executing dockerd: half of `start`, measured); runc
+        # gives the container a new network namespace with only loopback, as `none` does.
+        network_disabled=offline,
         cap_drop=["ALL"],
         cap_add=list(SETUP_CAPS) if cfg.setup else None,
         security_opt=["no-new-privileges"],

@@ -70,6 +70,15 @@ async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
     )
     assert not r.ok and ("unreachable" in r.output.lower() or "Errno" in r.output)
     assert (await box.exec("ls /sys/class/net", timeout=10)).output.split() == ["lo"]
+    # No network at all (the daemon made no network sandbox): loopback still works, and
+    # `localhost` resolves (our /etc/hosts - the daemon writes none then), as under `none`.
+    local = await box.exec(
+        "python3 -c \"import socket; s = socket.create_server(('localhost', 0)); "
+        "c = socket.create_connection(('localhost', s.getsockname()[1]), timeout=3); print('loopback ok')\"",
+        timeout=20)
+    assert local.output.strip() == "loopback ok", local.output
+    assert "localhost" in (await box.exec("getent hosts localhost", timeout=10)).output.split()
+    assert not (await box.exec("getent hosts example.com", timeout=10)).ok
     status = (await box.exec("cat /proc/self/status", timeout=10)).output
     caps = {line.split(":")[0]: int(line.split()[1], 16) for line in status.splitlines() if line.startswith("Cap")}
     assert caps["CapEff"] == 0 and caps["CapPrm"] == 0 and caps["CapAmb"] == 0
@@ -90,8 +99,9 @@ async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["PidsLimit"] == 256 and host["Memory"] == 1 << 30 and host["NanoCpus"] == 10**9
     assert not host["Init"] and attrs["Config"]["OpenStdin"] and attrs["Config"]["StdinOnce"]
+    assert attrs["Config"]["NetworkDisabled"] is True and host["NetworkMode"] == "none"
     sources = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/objects"}
+    assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/objects", "/etc/hosts"}
     assert [d for d, m in sources.items() if m["RW"]] == ["/workspace"]
 
 
@@ -140,6 +150,9 @@ async def test_setup_failure_is_an_infrastructure_error(repo: Repo) -> None:
 async def test_network_bridge_keeps_the_network(repo: Repo) -> None:
     async with DockerSandbox(sandbox_config(repo, network="bridge")) as sb:
         assert "eth0" in (await sb.exec("ls /sys/class/net", timeout=10)).output
+        attrs = connect().api.inspect_container(sb.container_id)
+        assert not attrs["Config"].get("NetworkDisabled") and attrs["HostConfig"]["NetworkMode"] == "bridge"
+        assert "/etc/hosts" not in {m["Destination"] for m in attrs["Mounts"]}  # the daemon's, with its address
 
 
 async def test_git_works_inside_and_nothing_written_inside_runs_on_the_host(
