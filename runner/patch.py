@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,28 +118,84 @@ async def compute_patch(
         ignored = await _ignored(ws, [p for p, _ in excluded], env, deadline)
         excluded = [(p, why) for p, why in excluded if p not in ignored]
     try:
-        await agit(ws, ["read-tree", ws.base_commit], env=env, deadline=deadline)
+        await _base_index(ws, index, env, deadline)
         specs = [".", *(f":(exclude,literal){path}" for path, _ in excluded)]
         await agit(ws, ["add", "--all", "--pathspec-from-file=-", "--pathspec-file-nul"], env=env,
                    deadline=deadline, stdin=_nul_list(specs))
-        common = ["--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
-                  "--ignore-submodules=all", ws.base_commit]
-        leaking = await _files_holding_secrets(ws, env, deadline, common, Redactor(secrets))
+        diff = await _diff(ws, env, deadline)
+        leaking = await _files_holding_secrets(ws, diff.raw, env, deadline, Redactor(secrets))
         if leaking:
-            await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
-                       env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in leaking))
+            await _unstage(ws, leaking, env, deadline)
             excluded += [(p, "holds a secret") for p in leaking]
-        data = await agit(ws, ["diff", "--binary", "--full-index", *common], env=env, deadline=deadline)
-        if len(data) > MAX_PATCH_BYTES:
-            over = _past_the_total(data, MAX_PATCH_BYTES)
-            await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
-                       env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in over))
+            diff = await _diff(ws, env, deadline)
+        if len(diff.patch) > MAX_PATCH_BYTES:
+            over = _past_the_total(diff.patch, MAX_PATCH_BYTES)
+            await _unstage(ws, over, env, deadline)
             excluded += [(p, f"the patch would pass its {MAX_PATCH_BYTES >> 20} MB total") for p in over]
-            data = await agit(ws, ["diff", "--binary", "--full-index", *common], env=env, deadline=deadline)
-        numstat = await agit(ws, ["diff", "--numstat", "-z", *common], env=env, deadline=deadline)
+            diff = await _diff(ws, env, deadline)
     finally:
         index.unlink(missing_ok=True)
-    return Patch(data, parse_numstat(numstat), tuple(sorted(excluded)))
+    return Patch(diff.patch, parse_numstat(diff.numstat), tuple(sorted(excluded)))
+
+
+async def _base_index(ws: Workspace, index: Path, env: Mapping[str, str], deadline: float) -> None:
+    """The patch's index starts as the base commit's tree. Copied from the worktree's own index
+    (host git wrote it at `git worktree add`; the sandbox cannot reach it), whose stat data lets
+    `git add` hash only the files that changed - `read-tree` leaves none, and `git add` then hashes
+    every file of the worktree. The copy keeps the index's mtime, so git's racy-clean check (a
+    file changed in the same instant the index was written) works as on the original."""
+    own = ws.admin_dir / "index"
+    try:
+        if stat.S_ISREG(os.lstat(own).st_mode):
+            await asyncio.to_thread(shutil.copy2, own, index)
+            return
+    except OSError:
+        index.unlink(missing_ok=True)
+    await agit(ws, ["read-tree", ws.base_commit], env=env, deadline=deadline)
+
+
+async def _unstage(ws: Workspace, paths: Iterable[str], env: Mapping[str, str], deadline: float) -> None:
+    await agit(ws, ["reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", ws.base_commit],
+               env=env, deadline=deadline, stdin=_nul_list(f":(literal){p}" for p in paths))
+
+
+@dataclass(frozen=True)
+class _Diff:
+    raw: list[tuple[str, str]]
+    """(`:<old mode> <new mode> <old sha> <new sha> <status>`, path) per changed file."""
+    numstat: bytes
+    patch: bytes
+
+
+async def _diff(ws: Workspace, env: Mapping[str, str], deadline: float) -> _Diff:
+    """The index against the base: the changed files (raw), their line counts and the binary
+    patch, from one `git diff` (one process, not three)."""
+    out = await agit(ws, ["diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
+                          "--ignore-submodules=all", "--raw", "--numstat", "--binary", "--full-index",
+                          "--no-abbrev", "-z", ws.base_commit], env=env, deadline=deadline)
+    return split_diff(out)
+
+
+def split_diff(out: bytes) -> _Diff:
+    """`git diff --raw --numstat --patch -z` is the raw records (`:meta\0path\0` each), then the
+    numstat records (`added\tdeleted\tpath\0` each), then an empty field, then the patch (paths
+    cannot hold a NUL, so the first empty field is that separator)."""
+    raw: list[tuple[str, str]] = []
+    pos = 0
+    while out.startswith(b":", pos):  # a meta field; the path after it is taken whatever it starts with
+        meta_end = out.index(b"\0", pos)
+        path_end = out.index(b"\0", meta_end + 1)
+        raw.append((out[pos:meta_end].decode("ascii"), out[meta_end + 1:path_end].decode("utf-8", "surrogateescape")))
+        pos = path_end + 1
+    start = pos
+    while pos < len(out) and out[pos] != 0:
+        pos = out.index(b"\0", pos) + 1
+    numstat = out[start:pos]
+    if pos < len(out):  # the separator
+        pos += 1
+    if bool(raw) != bool(out[pos:]) or (raw and not out.startswith(b"diff --git ", pos)):
+        raise GitError("git diff: unexpected output (the changed files, their counts and the patch)")
+    return _Diff(raw, numstat, out[pos:])
 
 
 _SECTION = re.compile(rb"^diff --git ", re.MULTILINE)
@@ -188,19 +245,15 @@ def _nul_list(items: Iterable[str]) -> bytes:
 
 
 async def _files_holding_secrets(
-    ws: Workspace, env: Mapping[str, str], deadline: float, common: Sequence[str], redactor: Redactor
+    ws: Workspace, raw: Sequence[tuple[str, str]], env: Mapping[str, str], deadline: float, redactor: Redactor
 ) -> list[str]:
     """The added or modified paths whose new content holds a known secret (one `cat-file --batch`)."""
     if not redactor.known_values:
         return []
-    raw = await agit(ws, ["diff", "--raw", "-z", "--no-abbrev", "--diff-filter=AMT", *common], env=env,
-                     deadline=deadline)
-    # `:<old mode> <new mode> <old sha> <new sha> <status>\0<path>\0` per changed file
-    fields = raw.decode("utf-8", "surrogateescape").split("\0")
     blobs: dict[str, list[str]] = {}
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        parts = meta.split()
-        if len(parts) >= 4 and parts[1] != "160000":  # a gitlink has no blob
+    for meta, path in raw:
+        parts = meta.split()  # `:<old mode> <new mode> <old sha> <new sha> <status>`
+        if len(parts) >= 5 and parts[4][:1] in ("A", "M", "T") and parts[1] != "160000":  # a gitlink has no blob
             blobs.setdefault(parts[3], []).append(path)
     if not blobs:
         return []

@@ -20,6 +20,7 @@ import difflib
 import json
 import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -86,6 +87,7 @@ class Machine:
     _images: dict[str, bool] = field(default_factory=dict)
     _info: dict[str, Any] | None = None
     _prices: list[Problem] | None = None
+    _git: dict[tuple[str, str | None], str | None] = field(default_factory=dict)
 
     def docker(self) -> Any:
         if not self._docker_tried:
@@ -116,6 +118,25 @@ class Machine:
                 self.notes.append(f"could not look up the image {image}: {exc}")
                 return None
         return self._images[image]
+
+    def git_problem(self, repo: str, ref: str | None) -> str | None:
+        """"repo" (not a git repository), "ref" (names no commit there) or None - asked of git once
+        per repository and ref (a batch's tasks share them). `repo` is a local path, absolute."""
+        from runner.workspace import resolve_commit, trusted_git_dir  # git only when asked
+
+        key = (repo, ref)
+        if key not in self._git:
+            try:
+                git_dir = trusted_git_dir(repo, cache=Path(repo))  # a local path: no cache used
+            except ConfigError:
+                self._git[key] = "repo"
+            else:
+                try:
+                    resolve_commit(git_dir, ref)
+                    self._git[key] = None
+                except ConfigError:
+                    self._git[key] = "ref"
+        return self._git[key]
 
     def price_problems(self) -> list[Problem]:
         """What is wrong with $ASTRA_PRICES_FILE (read once): a run prices every call with it."""
@@ -173,7 +194,7 @@ def find(
         found.append(task.problem(("outputs", "dir"), f"{out_dir.resolve()} exists and is not a directory"))
     if check_git:
         if not skip & {"repo", "ref"}:
-            found += _git(task)
+            found += _git(task, machine)
         if spec.sandbox.backend == "docker" and not skip & {"sandbox", "sandbox.backend"}:
             found += _docker(task, machine, skip)
     return found
@@ -282,18 +303,13 @@ def _overridden(task: LoadedTask) -> set[tuple[int | str, ...]]:
     return {loc for layer in task.origin.layers if layer.only for loc in layer.only}
 
 
-def _git(task: LoadedTask) -> list[Problem]:
-    from runner.workspace import resolve_commit, trusted_git_dir  # git only when asked
-
+def _git(task: LoadedTask, machine: Machine) -> list[Problem]:
     if is_git_url(task.repo):
         return []  # asked of the remote when the run fetches it
-    try:
-        git_dir = trusted_git_dir(task.repo, cache=task.base_dir)  # a local path: no cache used
-    except ConfigError:
+    wrong = machine.git_problem(task.repo, task.spec.ref)
+    if wrong == "repo":
         return [task.problem(("repo",), f"{task.repo} is not a git repository")]
-    try:
-        resolve_commit(git_dir, task.spec.ref)
-    except ConfigError:
+    if wrong == "ref":
         return [task.problem(("ref",), f"{task.spec.ref or 'HEAD'} does not name a commit in {task.repo}")]
     return []
 
@@ -317,16 +333,28 @@ def _docker(task: LoadedTask, machine: Machine, skip: frozenset[str] = frozenset
     return found
 
 
+_uncommitted: dict[Path, int] = {}
+_uncommitted_lock = threading.Lock()
+
+
 def uncommitted_changes(repo: Path) -> int:
     """How many paths of the user's checkout differ from its HEAD (staged, unstaged or untracked,
-    ignored files not counted): a run starts from a commit and does not see them. 0 when unknown."""
+    ignored files not counted): a run starts from a commit and does not see them. 0 when unknown.
+
+    Asked once per checkout per process: `git status` walks the whole checkout, and a batch's
+    tasks on one repository start together (the others wait for the first one's answer)."""
     from runner.workspace import git  # host git with the safe config (no hooks, no fsmonitor)
 
-    try:
-        proc = git(["-C", str(repo), "status", "--porcelain", "--untracked-files=normal"], check=False, timeout=30)
-    except Exception:
-        return 0
-    return len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+    key = repo.resolve()
+    with _uncommitted_lock:
+        if key not in _uncommitted:
+            try:
+                proc = git(["-C", str(key), "status", "--porcelain", "--untracked-files=normal"], check=False,
+                           timeout=30)
+                _uncommitted[key] = len(proc.stdout.splitlines()) if proc.returncode == 0 else 0
+            except Exception:
+                _uncommitted[key] = 0
+        return _uncommitted[key]
 
 
 def problems(task: LoadedTask, *, check_git: bool = True, check_credentials: bool = True) -> list[str]:

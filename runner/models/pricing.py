@@ -20,6 +20,7 @@ marks a model the API no longer serves; `unconfirmed` lists prices not confirmed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -168,12 +169,18 @@ def load_prices(path: Path | None = None) -> PriceTable:
     else:
         name = str(path)
         text = read_text(Path(path), "price file")
-    data, positions, problems = load_json(text, name)
-    at = _At(name, positions, (), problems)
-    table = _parse(at, data)
-    if problems or table is None:
-        raise ConfigProblems(problems or [at.problem("not a price table")])
-    return table
+    if (table := _parsed.get((name, text))) is None:
+        data, positions, problems = load_json(text, name)
+        at = _At(name, positions, (), problems)
+        table = _parse(at, data)
+        if problems or table is None:
+            raise ConfigProblems(problems or [at.problem("not a price table")])
+        _parsed[(name, text)] = table
+    return dataclasses.replace(table, models=dict(table.models))  # a run adds its platform's prices to its own
+
+
+_parsed: dict[tuple[str, str], PriceTable] = {}
+"""Parsed tables by (file, text): every run of a batch reads the file, but parses it once."""
 
 
 @dataclass(frozen=True)

@@ -127,3 +127,35 @@ def test_the_patch_has_a_total_cap(ws: Workspace, tmp_path: Path, monkeypatch: p
     assert {f.path for f in patch.stats.files} == {"a.py", "b\t2.txt", "b 1.txt"}
     applies(ws, patch.data, tmp_path)
     ws.remove()
+
+
+@pytest.mark.parametrize("base_index", ["the worktree's own", "read-tree (no index to copy)"])
+def test_a_same_size_change_with_the_old_mtime_is_in_the_patch(ws: Workspace, tmp_path: Path, base_index: str) -> None:
+    """The patch's index starts as a copy of the worktree's own (stat data: `git add` hashes only
+    what changed). A change that keeps the size and puts the old mtime back, right after the
+    checkout, must still be seen (git's racy-clean check and the ctime nobody can set back)."""
+    if base_index.startswith("read-tree"):
+        (ws.admin_dir / "index").unlink()
+    target = ws.path / "a.py"
+    before = target.stat()
+    target.write_text("x = 9\n")  # same size
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    (ws.path / ":odd\tname 1\t2").write_text("odd\n")  # a path a parser of `-z` output could misread
+    patch = asyncio.run(compute_patch(ws, secrets=[SECRET]))
+    assert {f.path: (f.insertions, f.deletions) for f in patch.stats.files} == {
+        "a.py": (1, 1), ":odd\tname 1\t2": (1, 0)}
+    assert b"+x = 9" in patch.data
+    applies(ws, patch.data, tmp_path)
+    ws.remove()
+
+
+def test_the_one_diff_is_split_into_files_counts_and_patch() -> None:
+    out = (b":100644 100644 " + b"a" * 40 + b" " + b"b" * 40 + b" M\0:x\0"
+           b":000000 100644 " + b"0" * 40 + b" " + b"c" * 40 + b" A\0" + b"1\t2\ty\0"
+           b"1\t1\t:x\0" b"3\t0\t1\t2\ty\0" b"\0" b"diff --git a/:x b/:x\n...")
+    diff = patch_mod.split_diff(out)
+    assert [p for _, p in diff.raw] == [":x", "1\t2\ty"]
+    assert diff.numstat == b"1\t1\t:x\x003\t0\t1\t2\ty\x00" and diff.patch.startswith(b"diff --git a/:x")
+    assert patch_mod.split_diff(b"") == patch_mod._Diff([], b"", b"")
+    with pytest.raises(patch_mod.GitError, match="unexpected output"):
+        patch_mod.split_diff(b":100644 100644 x y M\0a\0" b"1\t1\ta\0")  # no patch after the counts
