@@ -21,7 +21,7 @@ from typing import Any
 
 from runner.sandbox.base import WORKSPACE, SandboxConfig
 from runner.sandbox.docker_engine import LABEL, LABEL_DEADLINE, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_RUN_ID
-from runner.sandbox.docker_files import SandboxFiles
+from runner.sandbox.docker_files import IN_HELPER_LIB, SandboxFiles
 from runner.sandbox.docker_git import GIT_TMPFS_SIZE, IN_GIT_DIR, IN_OBJECTS
 
 DEADLINE_MARGIN_S = 300
@@ -99,6 +99,7 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
     mounts = [
         Mount(WORKSPACE, str(cfg.worktree.resolve()), type="bind"),
         Mount(IN_HELPER, str(files.helper), type="bind", read_only=True),
+        Mount(IN_HELPER_LIB, str(files.helper_lib), type="bind", read_only=True),
     ]
     if files.gitfile is not None:
         mounts.append(Mount(f"{WORKSPACE}/.git", str(files.gitfile), type="bind", read_only=True))

@@ -8,6 +8,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -101,7 +102,17 @@ async def test_agent_phase_is_hardened(box: DockerSandbox) -> None:
     assert not host["Init"] and attrs["Config"]["OpenStdin"] and attrs["Config"]["StdinOnce"]
     assert attrs["Config"]["NetworkDisabled"] is True and host["NetworkMode"] == "none"
     sources = {m["Destination"]: m for m in attrs["Mounts"]}
-    assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/objects", "/etc/hosts"}
+    assert set(sources) == {"/workspace", "/workspace/.git", "/astra/helper.py", "/astra/lib", "/astra/objects",
+                            "/etc/hosts"}
+    # The helper is imported from its compiled form when the image's python3 is the runner's version.
+    tag = (await box.exec("python3 -I -S -c 'import sys; print(sys.implementation.cache_tag)'", timeout=10)).output
+    loaded = (await box.exec("python3 -I -S -v -c \"import sys; sys.path[:0] = ['/astra/lib']; import helper\" 2>&1 "
+                             "| grep 'code object from.*astra/lib'", timeout=20)).output
+    if tag.strip() == sys.implementation.cache_tag:
+        assert f"/astra/lib/__pycache__/helper.{tag.strip()}.pyc" in loaded, loaded
+    else:  # another python3: it compiles the source, as it always did
+        assert "/astra/lib/helper.py" in loaded, loaded
+    assert not (await box.exec("touch /astra/lib/__pycache__/planted.pyc", timeout=10)).ok
     assert [d for d, m in sources.items() if m["RW"]] == ["/workspace"]
 
 
