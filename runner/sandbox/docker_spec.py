@@ -108,7 +108,7 @@ def _container_spec(cfg: SandboxConfig, name: str, uid: int, gid: int, objects: 
     if cfg.setup and files.ca_bundle is not None:
         mounts.append(Mount(IN_CA_BUNDLE, str(files.ca_bundle), type="bind", read_only=True))
     offline = not network_ever(cfg)
-    if offline and files.hosts is not None:
+    if files.hosts is not None:  # made for an offline container only (docker.py)
         mounts.append(Mount("/etc/hosts", str(files.hosts), type="bind", read_only=True))
     lifetime = int(cfg.deadline_s + DEADLINE_MARGIN_S)
     labels = {
