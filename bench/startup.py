@@ -14,6 +14,8 @@ in $TMPDIR/astra-bench-startup-<commits>/), then times, in one process and one s
   written beside the container's start and the model's first call, and every command in the
   sandbox waits for git, so no command ever sees a store being written;
 - "second run": the same with the store already made by a run before;
+- "first run on a child commit": a run on 20 new commits on top of that one (tonight's main on
+  last night's), whose store links the first one's pack and packs only what the 20 commits add;
 - the baselines: `git worktree add --detach` of the same commit (and its removal, not timed) and
   `docker run -d` of the sandbox image (removed after, not timed).
 
@@ -108,11 +110,11 @@ def count_objects(repo: Path) -> tuple[int, float]:
     return int(fields["in-pack"]) + int(fields["count"]), int(fields["size-pack"]) / 1024
 
 
-def run_once(work: Path, cache: Path, env: dict[str, str]) -> tuple[float, float]:
+def run_once(work: Path, cache: Path, env: dict[str, str], task: str = "task.yaml") -> tuple[float, float]:
     """Seconds from the run's start to sandbox_ready, and to git inside being ready (its objects
     written, its git dir set up: the note the run writes then), read from its trajectory."""
     out = work / f"out-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(work / "task.yaml"), "--out", str(out), "-q"],
+    proc = subprocess.run([sys.executable, "-m", "runner", "run", str(work / task), "--out", str(out), "-q"],
                           env={**env, "ASTRA_CACHE": str(cache)}, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise SystemExit(f"astra-run exited {proc.returncode}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -127,6 +129,22 @@ def run_once(work: Path, cache: Path, env: dict[str, str]) -> tuple[float, float
     if ready is None or git_ready is None:
         raise SystemExit("no sandbox_ready event or git-ready note in the trajectory")
     return ready, git_ready
+
+
+def child_commit(repo: Path, work: Path, commits: int = 20) -> str:
+    """`commits` new commits on top of HEAD (a day's work: 6 changed files each), kept by a ref of
+    their own under refs/bench/ (the repository's branch is left as it is); their id."""
+    path = work / f"child-{uuid.uuid4().hex[:6]}"
+    git(repo, "worktree", "add", "-q", "--detach", str(path), "HEAD")
+    for c in range(commits):
+        for k in range(6):
+            module = path / f"pkg{(c * 5 + k) % 24}" / f"mod{(c + k) % 20}.py"
+            module.write_text(module.read_text() + f"# child {path.name} {c}\n")
+        git(path, "commit", "-qam", f"child {c}")
+    commit = git(path, "rev-parse", "HEAD").stdout.decode().strip()
+    git(repo, "update-ref", f"refs/bench/{path.name}", commit)
+    git(repo, "worktree", "remove", "--force", str(path))
+    return commit
 
 
 def worktree_add(repo: Path, work: Path) -> float:
@@ -173,6 +191,8 @@ def main() -> int:
     second: list[float] = []
     first_git: list[float] = []
     second_git: list[float] = []
+    child: list[float] = []
+    child_git: list[float] = []
     adds: list[float] = []
     runs: list[float] = []
     try:
@@ -185,11 +205,19 @@ def main() -> int:
             ready, git_ready = run_once(work, cache, env)  # reuses it
             second.append(ready)
             second_git.append(git_ready)
+            (work / "task-child.yaml").write_text(
+                (work / "task.yaml").read_text() + f"ref: {child_commit(repo, work)}\n")
+            ready, git_ready = run_once(work, cache, env, "task-child.yaml")  # links the parent's store
+            child.append(ready)
+            child_git.append(git_ready)
             adds.append(worktree_add(repo, work))
             runs.append(docker_run_d())
     finally:
         shutil.rmtree(work, ignore_errors=True)
         git(repo, "worktree", "prune")
+        refs = git(repo, "for-each-ref", "--format=%(refname)", "refs/bench/").stdout.decode().split()
+        for ref in refs:
+            git(repo, "update-ref", "-d", ref)
     baseline = statistics.median(adds) + statistics.median(runs)
     print(f"repository: {objects} objects, {size_mb:.0f} MB packed, {args.commits} commits; {os.cpu_count()} CPU(s); "
           f"median (min-max) of {args.runs} runs, seconds\n")
@@ -201,7 +229,9 @@ def main() -> int:
     rows = [("first run: start to sandbox ready", first, "<= 2x"),
             ("first run: start to git inside ready", first_git, ""),
             ("second run: start to sandbox ready", second, "<= 1.5x"),
-            ("second run: start to git inside ready", second_git, "")]
+            ("second run: start to git inside ready", second_git, ""),
+            ("first run on a child commit (20 commits on the first's): sandbox ready", child, ""),
+            ("first run on a child commit: git inside ready", child_git, "")]
     for what, samples, goal in rows:
         print(f"| astra-run {what} | {fmt(samples)} | {statistics.median(samples) / baseline:.2f}x | {goal} |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f} (1 min), {os.getloadavg()[1]:.1f} (5 min)")

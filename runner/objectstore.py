@@ -21,6 +21,13 @@ made once per base commit and reused by every run on that commit:
   pack-objects is still writing into it; git inside is set up only after `finish`.
 - Pruned: stores unused for MAX_AGE_S, whenever a new store is made, and every store no run
   holds by `astra-run cleanup`. The `complete` file's mtime is the last use.
+- A new commit on top of one that has a store (tonight's main on last night's) does not pay for
+  the whole history again: the ancestor's packs are hard-linked into the new store and only the
+  objects the new commit adds (`<commit> ^<ancestor>`) are packed. What an ancestor reaches the
+  commit reaches too, so the store still holds exactly the base commit's objects; the links make
+  it independent of the ancestor's (pruning that one later takes nothing from it). Ancestry is
+  asked of the trusted repository (`merge-base --is-ancestor`); a chain of MAX_PACKS packs is
+  packed anew in one, so git inside never searches a long list of packs.
 
 Keyed by the commit id alone: a commit id names its whole history, so two clones of one
 repository share a store.
@@ -44,7 +51,12 @@ from typing import IO
 MAX_AGE_S = 3 * 24 * 3600
 """A store nobody used for this long is removed when another one is made."""
 COMPLETE = "complete"
+MAX_PACKS = 16
+"""A store holding this many packs is not linked into a new one: the new one is packed whole."""
+ANCESTOR_CANDIDATES = 8
+"""How many of the most recently used stores are asked whether they are an ancestor."""
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_PACK_FILE = re.compile(r"pack-[0-9a-f]{40,64}\.(pack|idx|rev)")
 
 
 class StoreError(Exception):
@@ -186,18 +198,21 @@ def _write(store: Path, git_dir: Path, commit: str, *, git_argv: list[str], env:
     # object dir renamed into place: the store is made the object dir (the repository's objects
     # are borrowed through the environment, never written down), so those renames stay on the
     # cache's filesystem whatever the repository's is.
+    ancestor = _link_ancestor(store.parent, git_dir, commit, pack_dir, git_argv=git_argv, env=env)
     env = {**env, "GIT_OBJECT_DIRECTORY": str(store / "objects"),
            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(git_dir / "objects")}
     # --window=0: reuse the deltas the repository already has instead of searching anew
-    # (most of pack-objects' time otherwise; a slightly larger pack is the cheaper side).
+    # (most of pack-objects' time otherwise; a slightly larger pack is the cheaper side). Not
+    # --thin: every delta's base is in this pack, so it never depends on the ancestor's.
     proc = subprocess.Popen(
         [*git_argv, f"--git-dir={git_dir}", "pack-objects", "--revs", "-q", "--window=0",
          "--delta-base-offset", str(pack_dir / "pack")],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )
     started(proc)
+    revs = f"{commit}\n" + (f"^{ancestor}\n" if ancestor else "")
     try:
-        _, err = proc.communicate(f"{commit}\n".encode(), timeout=timeout)
+        _, err = proc.communicate(revs.encode(), timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -207,6 +222,53 @@ def _write(store: Path, git_dir: Path, commit: str, *, git_argv: list[str], env:
         shutil.rmtree(store, ignore_errors=True)
         raise StoreError(err.decode("utf-8", "replace").strip() or f"git pack-objects exited {proc.returncode}")
     (store / COMPLETE).write_text(f"{commit}\n")
+
+
+def _link_ancestor(root: Path, git_dir: Path, commit: str, pack_dir: Path, *, git_argv: list[str],
+                   env: dict[str, str]) -> str | None:
+    """Hard-link into `pack_dir` the packs of the most recently used complete store whose commit
+    is an ancestor of `commit`; return that commit, or None (nothing linked: pack it whole).
+
+    The ancestor's store is held shared while its files are linked, so no pruner removes it
+    midway; once linked, the files are the new store's too. Links that cannot be made (another
+    file system, no hard links) are undone and the store is packed whole."""
+    stores: list[tuple[float, str]] = []
+    for marker in root.glob(f"*/{COMPLETE}"):
+        name = marker.parent.name
+        if _COMMIT.fullmatch(name) and name != commit:
+            with contextlib.suppress(OSError):
+                stores.append((marker.stat().st_mtime, name))
+    for _, other in sorted(stores, reverse=True)[:ANCESTOR_CANDIDATES]:
+        try:
+            asked = subprocess.run(
+                [*git_argv, f"--git-dir={git_dir}", "merge-base", "--is-ancestor", other, commit],
+                stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=60)
+        except subprocess.TimeoutExpired:
+            return None
+        if asked.returncode != 0:  # 1: not an ancestor; 128: a commit of another repository
+            continue
+        try:
+            use = _locked(root / f"{other}.lock", fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # being pruned
+        with use:
+            source = root / other / "objects" / "pack"
+            if not (root / other / COMPLETE).is_file():
+                continue
+            files = sorted(p for p in source.iterdir() if _PACK_FILE.fullmatch(p.name))
+            if sum(p.suffix == ".pack" for p in files) >= MAX_PACKS:
+                return None  # a long chain: packed whole, in one pack, from here on
+            linked: list[Path] = []
+            try:
+                for f in files:
+                    os.link(f, pack_dir / f.name)
+                    linked.append(pack_dir / f.name)
+            except OSError:
+                for done in linked:
+                    done.unlink(missing_ok=True)
+                return None
+            return other
+    return None
 
 
 def prune(cache: Path, *, older_than_s: float = 0.0) -> list[str]:

@@ -197,3 +197,121 @@ def test_a_store_made_under_umask_0_can_still_be_mounted(tmp_path: Path, repo: P
     assert ((tmp_path / "cache" / "objects").stat().st_mode & 0o777) == 0o700
     check_mount_source(store.objects, strict_below=store.objects.parent.parent)
     store.release()
+
+
+def commit_file(repo: Path, name: str, text: str) -> str:
+    (repo / name).write_text(text)
+    sh_git(repo, "add", "-A")
+    sh_git(repo, "commit", "-qm", name)
+    return sh_git(repo, "rev-parse", "HEAD")
+
+
+def reachable(repo: Path, commit: str) -> set[str]:
+    return {line.split()[0] for line in sh_git(repo, "rev-list", "--objects", commit).splitlines()}
+
+
+def packs(objects: Path) -> list[Path]:
+    return sorted((objects / "pack").glob("pack-*.pack"))
+
+
+def test_a_new_commit_links_its_ancestors_packs_and_packs_only_what_it_adds(tmp_path: Path, repo: Path) -> None:
+    """Tonight's main on last night's: the history is not packed again, and the store still holds
+    exactly what the new commit reaches (an ancestor's objects are all reachable from it)."""
+    cache = tmp_path / "cache"
+    old = sh_git(repo, "rev-parse", "HEAD")
+    sh_git(repo, "checkout", "-qb", "private")
+    private = commit_file(repo, "secret.txt", "PRIVATE\n")
+    acquire(cache, repo, private).release()  # a store of a commit that is not an ancestor
+    sh_git(repo, "checkout", "-q", "main")
+    acquire(cache, repo, old).release()
+    new = commit_file(repo, "c.py", "c = 3\n")
+
+    store = acquire(cache, repo, new)
+    assert store.built
+    assert objects_in(store.objects) == reachable(repo, new)
+    assert not objects_in(store.objects) & (reachable(repo, private) - reachable(repo, old))
+    old_pack, = packs(cache / "objects" / old / "objects")
+    assert len(packs(store.objects)) == 2
+    linked = store.objects / "pack" / old_pack.name
+    assert linked.stat().st_ino == old_pack.stat().st_ino, "the ancestor's pack is linked, not copied"
+    added = next(p for p in packs(store.objects) if p.name != old_pack.name)
+    count = subprocess.run(["git", "verify-pack", "-v", str(added.with_suffix(".idx"))], capture_output=True,
+                           text=True, check=True, env=git_env()).stdout
+    assert sum(1 for line in count.splitlines() if line[:1].isalnum() and len(line.split()[0]) == 40) == 3, count
+
+    # The ancestor's store pruned (the new one is held): the new one keeps every object, and git
+    # reads its whole history from it.
+    assert sorted(objectstore.prune(cache)) == sorted([old, private])
+    assert objects_in(store.objects) == reachable(repo, new)
+    reader = tmp_path / "reader.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(reader)], check=True, env=git_env())
+    log = subprocess.run(["git", "log", "--format=%s", new], capture_output=True, text=True, check=True,
+                         env={**git_env(), "GIT_DIR": str(reader), "GIT_OBJECT_DIRECTORY": str(store.objects)})
+    assert log.stdout.split() == [line.split()[0] for line in sh_git(repo, "log", "--format=%s", new).splitlines()]
+    store.release()
+
+
+def test_a_long_chain_of_packs_is_packed_whole_again(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(objectstore, "MAX_PACKS", 2)
+    cache = tmp_path / "cache"
+    counts = []
+    for i in range(4):
+        commit = commit_file(repo, f"n{i}.py", f"n = {i}\n")
+        store = acquire(cache, repo, commit)
+        counts.append(len(packs(store.objects)))
+        assert objects_in(store.objects) == reachable(repo, commit)
+        store.release()
+    assert counts == [1, 2, 1, 2]  # the first has no ancestor's store; the third would have had 3
+
+
+def test_no_link_is_kept_when_links_cannot_be_made(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "cache"
+    acquire(cache, repo, sh_git(repo, "rev-parse", "HEAD")).release()
+    new = commit_file(repo, "c.py", "c = 3\n")
+    calls = []
+
+    def refuse(src: Path, dst: Path) -> None:
+        calls.append(dst)
+        if len(calls) > 1:  # the first link is made, the second refused: the first is undone
+            raise OSError(18, "Invalid cross-device link")
+        os_link(src, dst)
+
+    os_link = os.link
+    monkeypatch.setattr(os, "link", refuse)
+    store = acquire(cache, repo, new)
+    assert len(calls) == 2 and len(packs(store.objects)) == 1
+    assert len({f.stem for f in (store.objects / "pack").iterdir()}) == 1, "the one link made was undone"
+    assert objects_in(store.objects) == reachable(repo, new)
+    store.release()
+
+
+@pytest.mark.docker
+def test_git_inside_reads_a_linked_store_through_the_cli(tmp_path: Path, repo: Path) -> None:
+    """Two runs in the docker sandbox, on a commit and then on its child: the child's store links
+    the first one's pack, and git inside still shows the whole history, clean."""
+    import json
+
+    import yaml
+
+    look = "git log --format=%s | tr '\\n' ' '; echo; git status --porcelain | wc -l; git show --stat HEAD~1 | head -1"
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump([
+        {"tool_calls": [{"name": "bash", "input": {"command": look}}]}, {"text": "looked"}]))
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump({
+        "name": "chain", "repo": "repo", "prompt": "look", "model": "scripted:model.yaml", "expect_changes": False,
+        "sandbox": {"backend": "docker"}, "policy": {"allow": ["bash"]}, "outputs": {"dir": str(tmp_path / "out")}}))
+    env = {**os.environ, "ASTRA_CACHE": str(tmp_path / "cache")}
+    outputs = []
+    for run in range(2):
+        if run == 1:
+            commit_file(repo, "later.py", "later = 1\n")  # the child commit: its store links the first one's
+        proc = subprocess.run([sys.executable, "-m", "runner", "run", str(tmp_path / "task.yaml")], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        trajectory = [json.loads(line) for line in (tmp_path / "out" / "trajectory.jsonl").read_text().splitlines()]
+        outputs.append(next(e["output"] for e in trajectory if e["type"] == "tool_result"))
+    head = sh_git(repo, "rev-parse", "HEAD")
+    subjects = sh_git(repo, "log", "--format=%s", head).split()
+    assert outputs[1].split("\n")[0].split() == subjects, outputs[1]
+    assert outputs[1].split("\n")[1].strip() == "0", outputs[1]
+    assert outputs[1].split("\n")[2].startswith("commit "), outputs[1]
+    assert len(packs(tmp_path / "cache" / "objects" / head / "objects")) == 2
