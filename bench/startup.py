@@ -22,21 +22,23 @@ in $TMPDIR/astra-bench-startup-<commits>/), then times, in one process and one s
 Goals (issue 15): second run <= 1.5x (worktree add + docker run -d); first run <= 2x. Medians of
 --runs each, with min and max: the machine may be shared, so read them as noisy.
 
-Measured (2 cores shared with two other test runs; 168,492 objects, 32 MB; 5 runs each, two
-sittings, load average ~4 and ~3):
+Measured on the quiet machine (2 cores; 168,492 objects, 32 MB; 3 runs each, load average 0.5):
 
-| step | seconds | x baseline | seconds | x baseline |
-|---|---:|---:|---:|---:|
-| git worktree add + docker run -d | 0.75 | 1.0x | 0.50 | 1.0x |
-| first run: sandbox ready | 0.92 | 1.22x | 0.74 | 1.49x |
-| first run: git inside ready | 2.28 | 3.03x | 1.80 | 3.61x |
-| second run: sandbox ready | 0.76 | 1.01x | 0.67 | 1.36x |
-| second run: git inside ready | 0.80 | 1.06x | 0.71 | 1.43x |
+| step | seconds | x baseline |
+|---|---:|---:|
+| git worktree add (0.13) + docker run -d (0.21) | 0.34 | 1.0x |
+| first run: sandbox ready | 0.27 | 0.78x |
+| first run: git inside ready | 1.02 | 2.99x |
+| second run: sandbox ready | 0.27 | 0.78x |
+| second run: git inside ready | 0.29 | 0.85x |
+| first run on a child commit: sandbox ready | 0.27 | 0.79x |
+| first run on a child commit: git inside ready | 0.29 | 0.85x |
 
-Before issue 15's start-up work (same machine, load ~2.3): first run 1.39 s = 3.08x, second
-0.68 s = 1.51x of a 0.45 s baseline. What a first run's git still waits for is one `git
-pack-objects --revs` of the whole history (~1.2-1.4 s here: counting 168k objects, no delta
-search), once per base commit.
+Before issue 15's start-up work (shared machine, load ~2.3): first run 1.39 s = 3.08x, second
+0.68 s = 1.51x of a 0.45 s baseline. What a first run's git still waits for, when no ancestor
+of its commit has a store, is one `git pack-objects --revs` of the whole history (~0.8-1.2 s
+here: counting 168k objects, no delta search); a run on a child commit packs only what the
+child adds.
 """
 
 from __future__ import annotations
