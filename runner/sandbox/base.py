@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from runner.diskcap import statvfs_usage
 from runner.errors import LimitExceeded, SandboxError
+from runner.procs import communicate
 from runner.sandbox.docker_attach import AttachedProcess
 from runner.sandbox.helper import KEY_BYTES, TO_HELPER, TO_HOST, ChannelError, seal, unseal
 
@@ -154,7 +155,7 @@ async def disk_used(root: Path) -> int:
     proc = await asyncio.create_subprocess_exec(
         "du", "-s", "-x", "-B1", str(root), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    out, _ = await proc.communicate()
+    out, _ = await communicate(proc)
     try:  # du exits 1 when a file vanished meanwhile: its total is still right
         return int(out.split()[0])
     except (IndexError, ValueError):
@@ -299,7 +300,7 @@ async def clear_setid_bits(root: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         "find", str(root), "-xdev", "!", "-type", "l", "-perm", "/6000", "-exec", "chmod", "ug-s", "{}", "+",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate()
+    _, err = await communicate(proc)
     if proc.returncode != 0 and root.exists():
         raise SandboxError(f"could not clear setuid/setgid bits in {root}: {err.decode(errors='replace')[-500:]}")
 

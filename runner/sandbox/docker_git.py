@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from runner.errors import SandboxError
+from runner.procs import communicate
 from runner.sandbox.base import WORKSPACE, SandboxConfig
 
 IN_GIT_DIR = "/astra/git"
@@ -68,7 +69,7 @@ async def _host_git(git_dir: Path, *args: str) -> str:
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    out, err = await proc.communicate()
+    out, err = await communicate(proc)
     if proc.returncode != 0:
         raise SandboxError(f"git {' '.join(args)} failed on {git_dir}: {err.decode(errors='replace').strip()}")
     return out.decode().strip()

@@ -12,6 +12,7 @@ key) through /proc.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -58,8 +59,12 @@ class LocalSandbox(Sandbox):
             )
             try:
                 out, _ = await asyncio.wait_for(proc.communicate(), max(1.0, budget_end - started))
-            except TimeoutError:
-                os.killpg(proc.pid, 9)
+            except BaseException as exc:  # its time is up, or the run is cancelled: never leave it running
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)
+                await asyncio.shield(proc.wait())
+                if not isinstance(exc, TimeoutError):
+                    raise
                 self.setup_log.append(SetupStep(command, None, round(time.monotonic() - started, 3), "", True))
                 raise SandboxError(f"setup command timed out after {self.config.setup_timeout_s:g}s "
                                    f"(sandbox.setup_timeout): {command}") from None
