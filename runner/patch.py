@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.procs import communicate
 from runner.redact import Redactor
 from runner.result import FileChange, PatchStats
 from runner.walk import walk
@@ -61,15 +62,10 @@ async def agit(
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     remaining = deadline - asyncio.get_running_loop().time()
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), max(remaining, 0.1))
-    except BaseException as exc:  # timeout, cancellation: never leave git running
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        if isinstance(exc, TimeoutError):
-            raise GitError(f"git {args[0]} did not finish within the patch time limit") from None
-        raise
+    try:  # timeout, cancellation: git is killed and reaped (runner.procs.communicate)
+        out, err = await asyncio.wait_for(communicate(proc, stdin), max(remaining, 0.1))
+    except TimeoutError:
+        raise GitError(f"git {args[0]} did not finish within the patch time limit") from None
     if proc.returncode != 0:
         raise GitError(f"git {args[0]} failed: {err.decode('utf-8', 'replace').strip()[-500:]}")
     return out

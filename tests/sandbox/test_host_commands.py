@@ -13,14 +13,17 @@ import os
 import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from runner.patch import agit
 from runner.procs import pid_alive
 from runner.sandbox.base import SandboxConfig, clear_setid_bits, disk_used
 from runner.sandbox.docker_git import _host_git
 from runner.sandbox.helper import PR_SET_DUMPABLE, _prctl
 from runner.sandbox.local import LocalSandbox
+from runner.workspace import GitError
 
 
 def slow_command(bin_dir: Path, name: str, pid_file: Path) -> None:
@@ -73,3 +76,16 @@ async def test_a_cancelled_setup_command_of_the_local_sandbox_is_killed(tmp_path
         await box.close()
     finally:
         _prctl(PR_SET_DUMPABLE, 1)  # start made this (the test) process non-dumpable, as it does the runner
+
+
+async def test_the_patchs_git_past_its_time_limit_is_killed_and_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid_file = tmp_path / "git.pid"
+    slow_command(tmp_path / "bin", "git", pid_file)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+    ws = cast(Any, type("Ws", (), {"patch_git_dir": tmp_path / "patch.git", "path": tmp_path}))
+    deadline = asyncio.get_running_loop().time() + 0.5
+    with pytest.raises(GitError, match="did not finish within the patch time limit"):
+        await agit(ws, ["diff"], env={}, deadline=deadline)
+    assert not pid_alive(int(pid_file.read_text())), "git still runs after the patch's time limit"
