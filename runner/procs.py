@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 
 
 def pid_alive(pid: int) -> bool:
@@ -20,15 +21,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-async def communicate(proc: asyncio.subprocess.Process, data: bytes | None = None) -> tuple[bytes, bytes]:
+async def communicate(
+    proc: asyncio.subprocess.Process, data: bytes | None = None, *, group: bool = False
+) -> tuple[bytes, bytes]:
     """`proc.communicate(data)`; when that is cancelled (a limit, a signal, a sandbox closing
-    under it) the process is killed and reaped first. Left running, it would outlive the run,
-    and its pipes would be closed by the garbage collector after the event loop is gone."""
+    under it) the process is killed and reaped first - with its whole process group when
+    `group` (one started with `start_new_session`). Left running, it would outlive the run, and
+    its pipes would be closed by the garbage collector after the event loop is gone."""
     try:
         return await proc.communicate(data)
     except BaseException:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                if group:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                else:
+                    proc.kill()
             await asyncio.shield(proc.wait())
         raise

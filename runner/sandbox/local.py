@@ -12,13 +12,13 @@ key) through /proc.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
 from runner.errors import SandboxError
+from runner.procs import communicate
 from runner.sandbox.base import HELPER_PATH, SETUP_TAIL, Sandbox, SetupStep, check_env, clear_setid_bits
 from runner.sandbox.helper import PR_SET_DUMPABLE, _prctl
 
@@ -57,14 +57,9 @@ class LocalSandbox(Sandbox):
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )
-            try:
-                out, _ = await asyncio.wait_for(proc.communicate(), max(1.0, budget_end - started))
-            except BaseException as exc:  # its time is up, or the run is cancelled: never leave it running
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, 9)
-                await asyncio.shield(proc.wait())
-                if not isinstance(exc, TimeoutError):
-                    raise
+            try:  # its time is up, or the run is cancelled: its process group is killed and reaped
+                out, _ = await asyncio.wait_for(communicate(proc, group=True), max(1.0, budget_end - started))
+            except TimeoutError:
                 self.setup_log.append(SetupStep(command, None, round(time.monotonic() - started, 3), "", True))
                 raise SandboxError(f"setup command timed out after {self.config.setup_timeout_s:g}s "
                                    f"(sandbox.setup_timeout): {command}") from None
